@@ -1,0 +1,145 @@
+"""Load a run configuration: a shipped name or a YAML path, merged with dotted `key=value` overrides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gankit.errors import ConfigError
+
+# Keys that may differ between a saved run and the command that resumes it.
+RESUME_SAFE_PREFIXES: tuple[str, ...] = (
+    "train.max_steps",
+    "train.max_epochs",
+    "train.log_every",
+    "train.val_every",
+    "train.ckpt_every",
+    "train.ckpt_every_epochs",
+    "train.keep_last",
+    "train.num_threads",
+    "data.num_workers",
+    "device",
+)
+
+
+def shipped_config_names() -> list[str]:
+    folder = resources.files("gankit.configs")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: not valid YAML ({exc}).") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: a config must be a YAML mapping, got {type(data).__name__}.")
+    return data
+
+
+def read_config_source(name_or_path: str) -> tuple[str, dict[str, Any]]:
+    """Return (config name, mapping) for a shipped config name or a YAML file path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{name_or_path}: no such config file.")
+        data = _read_yaml(path.read_text(encoding="utf-8"), str(path))
+        return path.stem, _expand_base(data, str(path))
+    folder = resources.files("gankit.configs")
+    resource = folder / f"{name_or_path}.yaml"
+    if not resource.is_file():
+        known = ", ".join(shipped_config_names())
+        raise ConfigError(f"unknown config '{name_or_path}': give a YAML path or one of: {known}.")
+    data = _read_yaml(resource.read_text(encoding="utf-8"), name_or_path)
+    return name_or_path, _expand_base(data, name_or_path)
+
+
+def _expand_base(data: dict[str, Any], origin: str) -> dict[str, Any]:
+    """A config may start from another (`base: hifigan_v1`); its own keys override the base's."""
+    base_name = data.pop("base", None)
+    if base_name is None:
+        return data
+    if not isinstance(base_name, str):
+        raise ConfigError(f"{origin}: 'base' must name a config.")
+    _, base = read_config_source(base_name)
+    return merge(base, data)
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge mappings; lists and scalars in `override` replace those in `base`."""
+    out: dict[str, Any] = {k: v for k, v in base.items()}
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """`a.b=1 c=[1,2]` → nested mapping; values are parsed as YAML scalars/lists."""
+    result: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key=value (e.g. train.max_steps=100).")
+        key, raw = item.split("=", 1)
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override '{item}': empty key.")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}' conflicts with another override of '{part}'.")
+        node[parts[-1]] = value
+    return result
+
+
+def check_override_keys(config: Mapping[str, Any], overrides: Mapping[str, Any], prefix: str = "") -> None:
+    """An override must name a key the config has (typos fail loudly, not silently ignored)."""
+    for key, value in overrides.items():
+        dotted = f"{prefix}{key}"
+        if key not in config:
+            known = ", ".join(sorted(str(k) for k in config)) or "(none)"
+            raise ConfigError(f"override '{dotted}': no such key; keys here are: {known}.")
+        if isinstance(value, Mapping) and isinstance(config[key], Mapping):
+            check_override_keys(config[key], value, dotted + ".")
+
+
+def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> tuple[str, dict[str, Any]]:
+    name, config = read_config_source(name_or_path)
+    parsed = parse_overrides(overrides)
+    check_override_keys(config, parsed)
+    return name, merge(config, parsed)
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def differing_keys(saved: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
+    a, b = flatten(saved), flatten(requested)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
+
+
+def is_resume_safe(key: str) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in RESUME_SAFE_PREFIXES)
+
+
+def dump_yaml(config: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,385 @@
+"""The training loop shared by every GAN system: epochs, steps, logging, validation, checkpoints, health."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gankit.engine.checkpoint import CheckpointManager
+from gankit.engine.data import TrainData, build_train_data, build_validation_batches
+from gankit.engine.distributed import DistContext
+from gankit.engine.ema import Ema
+from gankit.engine.faults import install_from_environment
+from gankit.engine.gan_step import GanStepper, OptimizerSlot, StepOutcome
+from gankit.engine.health_session import HealthSession
+from gankit.engine.precision import Precision
+from gankit.engine.rng import capture_rng, restore_rng, seed_everything
+from gankit.engine.run_dir import RunDirectory
+from gankit.engine.settings import DataSettings, OptimSettings, TrainSettings, from_mapping
+from gankit.engine.state import InitialWeights, generator_payload
+from gankit.engine.validation import run_validation
+from gankit.errors import CheckpointError
+from gankit.tasks import build_task
+
+EXIT_OK = 0
+EXIT_STOPPED = 3  # a health check's "stop" action
+
+
+def _optimizer(params: list[nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        run_dir: str | Path,
+        dist: DistContext,
+        init: InitialWeights | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.config = dict(config)
+        self.dist = dist
+        self.device = dist.device
+        self.progress = progress and dist.is_main
+        self.settings = from_mapping(TrainSettings, config.get("train"), "train")
+        self.data_settings = from_mapping(DataSettings, config.get("data"), "data")
+        self.optim_settings = OptimSettings.from_dict(config.get("optim"))
+        if self.settings.num_threads:
+            torch.set_num_threads(self.settings.num_threads)
+        seed_everything(int(config.get("seed", 1234)))
+        self.fault = install_from_environment()
+
+        self.task = build_task(config)
+        self.nets: dict[str, nn.Module] = {k: n.to(self.device) for k, n in self.task.build_networks().items()}
+        g_params = [p for k in self.task.generator_keys for p in self.nets[k].parameters()]
+        d_params = [p for k in self.task.discriminator_keys for p in self.nets[k].parameters()]
+        self.opt_g = _optimizer(g_params, self.optim_settings.generator)
+        self.opt_d = _optimizer(d_params, self.optim_settings.discriminator)
+        gamma = self.optim_settings.lr_decay
+        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, gamma=gamma)
+        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, gamma=gamma)
+        self.precision = Precision(self.settings.precision, self.device)
+        self.ema = Ema(self.nets["generator"], self.settings.ema_decay) if self.settings.ema_decay else None
+
+        self.run = RunDirectory(run_dir, writer=dist.is_main)
+        self.ckpt = CheckpointManager(self.run.checkpoints, keep_last=self.settings.keep_last)
+        self.step = 0  # completed optimizer steps
+        self.epoch = 0
+        self.batch_in_epoch = 0  # loader batches consumed in the current epoch
+        self.last_val: tuple[int, float] | None = None
+        self._stop_signal: str | None = None
+
+        self.health = HealthSession(
+            config.get("health") or {},
+            self.task,
+            self.nets,
+            self.run,
+            dist,
+            console=self._print,
+        )
+        resumed = self._resume()
+        if not resumed and init is not None:
+            init.apply(self.nets, self.opt_g, self.opt_d, self.ema)
+            self._print(f"initialised from {init.source} ({', '.join(sorted(init.networks))})")
+
+        self.live = self._wrap_ddp()
+        self.data: TrainData = build_train_data(config, self.task, self.data_settings, dist)
+        self.windows_per_step = self.settings.grad_accum * self.settings.n_critic
+        if self.data.batches_per_epoch < self.windows_per_step:
+            from gankit.errors import ConfigError
+
+            raise ConfigError(
+                f"one optimizer step needs {self.windows_per_step} batches (grad_accum × n_critic) but an epoch "
+                f"has {self.data.batches_per_epoch}; lower train.grad_accum or data.batch_size."
+            )
+        self.stepper = GanStepper(
+            self.task,
+            self.live,
+            self.nets,
+            OptimizerSlot("g", self.opt_g, self.task.generator_keys, self.settings.grad_clip_g),
+            OptimizerSlot("d", self.opt_d, self.task.discriminator_keys, self.settings.grad_clip_d),
+            self.precision,
+            should_skip=self.health.should_skip,
+            fault=self.fault,
+        )
+
+    # --- set-up helpers -------------------------------------------------------------------------
+    def _print(self, message: str) -> None:
+        if self.dist.is_main:
+            from tqdm import tqdm
+
+            tqdm.write(message)
+
+    def _wrap_ddp(self) -> dict[str, nn.Module]:
+        if not self.dist.enabled:
+            return dict(self.nets)
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return {k: DDP(n, device_ids=ids, broadcast_buffers=False) for k, n in self.nets.items()}
+
+    # --- state ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": "gankit",
+            "kind": "train_state",
+            "version": 1,
+            "task": self.task.name,
+            "config": self.config,
+            "networks": {k: n.state_dict() for k, n in self.nets.items()},
+            "optimizers": {"g": self.opt_g.state_dict(), "d": self.opt_d.state_dict()},
+            "schedulers": {"g": self.sched_g.state_dict(), "d": self.sched_d.state_dict()},
+            "scaler": self.precision.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "health": self.health.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "rng": capture_rng(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for key, net in self.nets.items():
+            net.load_state_dict(state["networks"][key])
+        self.opt_g.load_state_dict(state["optimizers"]["g"])
+        self.opt_d.load_state_dict(state["optimizers"]["d"])
+        self.sched_g.load_state_dict(state["schedulers"]["g"])
+        self.sched_d.load_state_dict(state["schedulers"]["d"])
+        self.precision.load_state_dict(state.get("scaler"))
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.health.load_state_dict(state.get("health"))
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        restore_rng(state["rng"])
+
+    def _resume(self) -> bool:
+        found = self.ckpt.latest_loadable(map_location=self.device)
+        if found is None:
+            return False
+        path, state = found
+        self.load_state_dict(state)
+        if self.dist.is_main:
+            self.run.truncate_logs_after(self.step)
+            self.health.truncate_after(self.step)
+        self._print(f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch_in_epoch})")
+        return True
+
+    def save_checkpoint(self, metric: float | None = None) -> None:
+        if self.dist.is_main:
+            generator = self.ema.module if self.ema is not None else self.nets["generator"]
+            try:
+                saved = self.ckpt.save(
+                    self.step, self.state_dict(), generator_payload(self.task, generator, self.step), metric
+                )
+            except OSError as exc:
+                raise CheckpointError(
+                    f"could not write a checkpoint at step {self.step} in {self.ckpt.folder}: {exc.strerror or exc}. "
+                    f"The previous checkpoint is intact; free space and run the same command to resume."
+                ) from None
+            self._last_saved_step = saved.step
+        self.dist.barrier()
+
+    # --- the loop -------------------------------------------------------------------------------
+    def _done(self) -> bool:
+        s = self.settings
+        return (s.max_steps is not None and self.step >= s.max_steps) or (
+            s.max_epochs is not None and self.epoch >= s.max_epochs
+        )
+
+    def _windows(self, batches: Iterator[dict[str, Any]]) -> list[list[dict[str, Any]]] | None:
+        accum = self.settings.grad_accum
+        windows = []
+        for _ in range(self.settings.n_critic):
+            window = []
+            for _ in range(accum):
+                batch = next(batches, None)
+                if batch is None:
+                    return None
+                window.append({k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v)
+                               for k, v in batch.items()})
+            windows.append(window)
+        return windows
+
+    def fit(self) -> int:
+        if self._done():
+            self._print(f"nothing to do: the run at {self.run.root} already reached step {self.step} "
+                        f"(epoch {self.epoch}); raise train.max_steps or train.max_epochs to train further.")
+            return EXIT_OK
+        self.run.write_config(self.config)
+        self.run.write_environment(self.device, self.dist.world_size, self.data.describe())
+        self.health.check_unused_before_training()
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._last_saved_step = self.step
+        bar = self._progress_bar()
+        code = EXIT_OK
+        try:
+            code = self._loop(bar)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if bar is not None:
+                bar.close()
+            self.run.close()
+        return code
+
+    def _progress_bar(self) -> Any:
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        total = self.settings.max_steps
+        if total is None and self.settings.max_epochs is not None:
+            total = self.settings.max_epochs * (self.data.batches_per_epoch // self.windows_per_step)
+        return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, desc="train")
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self._stop_signal is not None:
+            raise KeyboardInterrupt
+        self._stop_signal = name
+        self._print(f"{name} received: finishing this step, saving a checkpoint, then stopping "
+                    "(send it again to stop at once)")
+
+    def _loop(self, bar: Any) -> int:
+        s = self.settings
+        val_batches = build_validation_batches(self.config, self.data_settings) if self.dist.is_main else []
+        step_started = time.perf_counter()
+        while not self._done():
+            self.data.sampler.set_epoch(self.epoch, skip_batches=self.batch_in_epoch)
+            batches = iter(self.data.loader)
+            rolled_back = exhausted = False
+            while True:
+                windows = self._windows(batches)
+                if windows is None:
+                    exhausted = True
+                    break
+                self.batch_in_epoch += self.windows_per_step
+                adversarial = self.step >= s.warmup_steps
+                outcome = self.stepper.run(self.step, windows, adversarial, s.d_loss_threshold)
+                if self.ema is not None and "g" in outcome.stepped:
+                    self.ema.update(self.nets["generator"])
+                self.step += 1
+                if self.optim_settings.lr_decay_every == "step":
+                    self.sched_g.step()
+                    self.sched_d.step()
+                now = time.perf_counter()
+                action = self._after_step(outcome, now - step_started)
+                step_started = now
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k.split("/")[-1] if k.startswith("g/") else k: f"{v:.3g}"
+                                     for k, v in outcome.losses.items() if k in ("g/mel", "g/adv", "d/total")})
+                if action == "stop":
+                    self.save_checkpoint()
+                    self._print(f"stopped by the health monitor at step {self.step}; see {self.run.root}/events.jsonl. "
+                                "Fix the cause, then run the same command to resume from the saved checkpoint.")
+                    return EXIT_STOPPED
+                if action == "rollback":
+                    self._rollback()
+                    rolled_back = True
+                    break
+                if self.step % s.val_every == 0:
+                    self._validate(val_batches)
+                if s.ckpt_every is not None and self.step % s.ckpt_every == 0:
+                    self._checkpoint_now()
+                if self._stop_signal is not None:
+                    self._checkpoint_now()
+                    self._print(f"saved step {self.step} to {self.ckpt.folder}; run the same command to resume.")
+                    return EXIT_OK
+                if self._done():
+                    break
+            if rolled_back:
+                continue
+            if exhausted or self.windows_left_in_epoch() < 1:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                if self.optim_settings.lr_decay_every == "epoch":
+                    self.sched_g.step()
+                    self.sched_d.step()
+                if s.ckpt_every_epochs is not None and self.epoch % s.ckpt_every_epochs == 0:
+                    self._checkpoint_now()
+        if self._last_saved_step != self.step:
+            self._checkpoint_now()
+        self._print(f"done: step {self.step}, epoch {self.epoch}; checkpoints in {self.ckpt.folder}")
+        return EXIT_OK
+
+    def windows_left_in_epoch(self) -> int:
+        return (self.data.batches_per_epoch - self.batch_in_epoch) // self.windows_per_step
+
+    def _checkpoint_now(self) -> None:
+        metric = self.last_val[1] if self.last_val is not None and self.last_val[0] == self.step else None
+        self.save_checkpoint(metric)
+
+    def _after_step(self, outcome: StepOutcome, seconds: float) -> str:
+        s = self.settings
+        losses = self.dist.mean(outcome.losses)
+        lr = {"g": self.opt_g.param_groups[0]["lr"], "d": self.opt_d.param_groups[0]["lr"]}
+        action = self.health.after_step(self.step, outcome, losses, lr)
+        if self.dist.is_main and (self.step % s.log_every == 0 or self.step == 1):
+            row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "time": time.time(),
+                                   "sec_per_step": seconds}
+            row.update({f"loss/{k}": v for k, v in losses.items()})
+            row.update({f"lr/{k}": v for k, v in lr.items()})
+            row.update({f"grad_norm/{k}": v for k, v in outcome.grad_norms.items()})
+            if outcome.skipped:
+                row["skipped"] = sorted(outcome.skipped)
+            assert self.run.metrics is not None and self.run.layer_grads is not None
+            self.run.metrics.append(row)
+            self.run.log_scalars(self.step, {k: v for k, v in row.items() if k not in ("step", "epoch", "time")})
+            grads = self.health.last_layer_grads
+            if grads:
+                self.run.layer_grads.append({"step": self.step, "grads": grads})
+        return action
+
+    def _validate(self, val_batches: list[dict[str, Any]]) -> None:
+        if self.dist.is_main and val_batches:
+            nets = dict(self.nets)
+            if self.ema is not None:
+                nets["generator"] = self.ema.module
+            metrics, samples = run_validation(
+                self.task, nets, val_batches, self.device, self.step, self.run.samples,
+                self.task.frontend.sample_rate,
+            )
+            assert self.run.validation is not None
+            self.run.validation.append({"step": self.step, "epoch": self.epoch, **metrics,
+                                        "samples": [x.utterance_id for x in samples]})
+            self.run.log_scalars(self.step, metrics)
+            tb = self.run.tensorboard
+            for sample in samples[:4]:
+                tb.add_audio(f"val/{sample.utterance_id}", sample.fake_audio.unsqueeze(0), self.step,
+                             sample_rate=self.task.frontend.sample_rate)
+            value = metrics.get(self.ckpt.metric)
+            if value is not None and math.isfinite(value):
+                self.last_val = (self.step, value)
+                self._print(f"step {self.step}: {self.ckpt.metric} {value:.4f}")
+                if self.ckpt.is_better(value) and self._last_saved_step != self.step:
+                    self.save_checkpoint(value)
+                    return
+        self.dist.barrier()
+
+    def _rollback(self) -> None:
+        factor = self.health.rollback_lr_factor
+        found = self.ckpt.latest_loadable(map_location=self.device)
+        if found is not None:
+            path, state = found
+            self.load_state_dict(state)
+            if self.dist.is_main:
+                self.run.truncate_logs_after(self.step)
+            self._print(f"rolled back to {path.name} (step {self.step}); learning rates × {factor}")
+        else:
+            self._print(f"no checkpoint to roll back to; learning rates × {factor} and training on")
+        for opt, sched in ((self.opt_g, self.sched_g), (self.opt_d, self.sched_d)):
+            for group in opt.param_groups:
+                group["lr"] *= factor
+            sched.base_lrs = [lr * factor for lr in sched.base_lrs]

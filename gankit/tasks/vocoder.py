@@ -1,0 +1,159 @@
+"""The mel → waveform GAN recipe shared by HiFi-GAN and MelGAN: adversarial + feature matching + mel/STFT L1."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gankit.audio.mel import MelFrontend, build_frontend
+from gankit.engine.settings import from_mapping
+from gankit.losses.adversarial import build_adversarial
+from gankit.losses.feature_matching import feature_matching_loss
+from gankit.tasks.base import (
+    AdversarialObjective,
+    DiscriminatorReadout,
+    GeneratorPass,
+    LossTerms,
+    ValidationSample,
+)
+
+
+@dataclass
+class VocoderLossSettings:
+    adversarial: str = "lsgan"
+    lambda_adv: float = 1.0
+    lambda_fm: float = 2.0
+    lambda_mel: float = 45.0
+    lambda_stft: float = 0.0
+    feature_weights: str = "uniform"  # "uniform" (HiFi-GAN) or "melgan" (4/(layers+1) · 1/num_D)
+
+
+NetworkFactory = Callable[[], nn.Module]
+
+
+class VocoderGanTask:
+    """How a batch of waveforms becomes discriminator and generator losses for a mel vocoder.
+
+    Discriminators see real and generated audio in one concatenated batch: one forward per network
+    (DDP-friendly; spectral-norm power iterations advance once per forward).
+    """
+
+    generator_keys: tuple[str, ...] = ("generator",)
+
+    def __init__(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        generator_factory: NetworkFactory,
+        discriminator_factories: Mapping[str, NetworkFactory],
+    ) -> None:
+        self.name = name
+        self.frontend: MelFrontend = build_frontend(config["frontend"])
+        self.loss_frontend: MelFrontend = self.frontend.with_fmax(config.get("fmax_for_loss"))
+        self.loss = from_mapping(VocoderLossSettings, config.get("loss"), "loss")
+        self.adversarial: AdversarialObjective = build_adversarial(self.loss.adversarial)
+        self.discriminator_keys: tuple[str, ...] = tuple(discriminator_factories)
+        self._generator_factory = generator_factory
+        self._discriminator_factories = dict(discriminator_factories)
+        self._stft_loss: nn.Module | None = None
+        if self.loss.lambda_stft > 0:
+            from gankit.losses.spectral import MultiResolutionSTFTLoss
+
+            self._stft_loss = MultiResolutionSTFTLoss()
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        nets = {"generator": self._generator_factory()}
+        for key, factory in self._discriminator_factories.items():
+            nets[key] = factory()
+        return nets
+
+    def input_mel(self, batch: Mapping[str, Any]) -> Tensor:
+        """The generator's input: given mels (fine-tuning) or mels of the batch's audio."""
+        if batch.get("mel") is not None:
+            return batch["mel"]
+        with torch.autocast(batch["audio"].device.type, enabled=False):
+            return self.frontend(batch["audio"].float())
+
+    def generate(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any]) -> GeneratorPass:
+        real = batch["audio"].unsqueeze(1)
+        fake = nets["generator"](self.input_mel(batch))
+        length = min(real.shape[-1], fake.shape[-1])  # given mels may be a frame short of the audio
+        return GeneratorPass(fake=fake[..., :length], real=real[..., :length])
+
+    def discriminator_loss(
+        self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], gen: GeneratorPass
+    ) -> tuple[LossTerms, DiscriminatorReadout]:
+        total = gen.real.new_zeros(())
+        logs: dict[str, float] = {}
+        readout = DiscriminatorReadout(real_scores=[], fake_scores=[], losses=[])
+        n = gen.real.shape[0]
+        for key in self.discriminator_keys:
+            out = nets[key](torch.cat([gen.real, gen.fake.detach()], dim=0))
+            real = [s[:n].float() for s in out.scores]
+            fake = [s[n:].float() for s in out.scores]
+            loss, per_sub = self.adversarial.discriminator_loss(real, fake)
+            total = total + loss
+            logs[f"d/{key}"] = float(loss.detach())
+            readout.real_scores.extend(float(s.detach().mean()) for s in real)
+            readout.fake_scores.extend(float(s.detach().mean()) for s in fake)
+            readout.losses.extend(float(v.detach()) for v in per_sub)
+        logs["d/total"] = float(total.detach())
+        return LossTerms(total=total, logs=logs), readout
+
+    def mel_l1(self, fake: Tensor, real: Tensor) -> Tensor:
+        with torch.autocast(fake.device.type, enabled=False):
+            return F.l1_loss(self.loss_frontend(fake.squeeze(1).float()), self.loss_frontend(real.squeeze(1).float()))
+
+    def generator_loss(
+        self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], gen: GeneratorPass, adversarial: bool
+    ) -> LossTerms:
+        logs: dict[str, float] = {}
+        mel = self.mel_l1(gen.fake, gen.real)
+        logs["g/mel"] = float(mel.detach())
+        total = self.loss.lambda_mel * mel
+        if self._stft_loss is not None:
+            with torch.autocast(gen.fake.device.type, enabled=False):
+                sc, mag = self._stft_loss(gen.fake.squeeze(1).float(), gen.real.squeeze(1).float())
+            logs["g/stft"] = float((sc + mag).detach())
+            total = total + self.loss.lambda_stft * (sc + mag)
+        if adversarial:
+            n = gen.real.shape[0]
+            adv_total = gen.real.new_zeros(())
+            fm_total = gen.real.new_zeros(())
+            for key in self.discriminator_keys:
+                out = nets[key](torch.cat([gen.real, gen.fake], dim=0))
+                fake_scores = [s[n:].float() for s in out.scores]
+                adv, _ = self.adversarial.generator_loss(fake_scores)
+                real_feats = [[f[:n].detach().float() for f in layer] for layer in out.features]
+                fake_feats = [[f[n:].float() for f in layer] for layer in out.features]
+                fm = feature_matching_loss(real_feats, fake_feats, mode=self.loss.feature_weights)
+                adv_total = adv_total + adv
+                fm_total = fm_total + fm
+            logs["g/adv"] = float(adv_total.detach())
+            logs["g/fm"] = float(fm_total.detach())
+            total = total + self.loss.lambda_adv * adv_total + self.loss.lambda_fm * fm_total
+        logs["g/total"] = float(total.detach())
+        return LossTerms(total=total, logs=logs)
+
+    @torch.no_grad()
+    def validate(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any]) -> ValidationSample:
+        """One whole utterance (batch of 1): mel L1 on the loss mel, as the original's validation."""
+        gen = self.generate(nets, batch)
+        fake, real = gen.fake.float(), gen.real.float()
+        fake_mel = self.loss_frontend(fake.squeeze(1))
+        real_mel = self.loss_frontend(real.squeeze(1))
+        frames = min(fake_mel.shape[-1], real_mel.shape[-1])
+        metrics = {"val/mel_l1": float(F.l1_loss(fake_mel[..., :frames], real_mel[..., :frames]))}
+        return ValidationSample(
+            utterance_id=str(batch["id"][0]),
+            metrics=metrics,
+            fake_audio=fake[0, 0].cpu(),
+            real_audio=real[0, 0].cpu(),
+            fake_mel=fake_mel[0].cpu(),
+            real_mel=real_mel[0].cpu(),
+        )

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Make a working environment from nothing: Debian packages (when asked for), a virtual environment in
+# .venv, the pinned CPU torch, and gankit with its extras. Safe to run again: it skips what is done.
+#   bash scripts/bootstrap.sh [debian-package ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo"
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  if ! { $sudo apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
+         || { $sudo apt-get update -qq >/dev/null 2>&1 \
+              && $sudo apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; }; }; then
+    echo "bootstrap: could not install ${missing[*]} (no root or no package mirror); what needs them is skipped" >&2
+    return 1
+  fi
+}
+
+if [ $# -gt 0 ]; then apt_install "$@" || true; fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.gankit-installed
+want="$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "bootstrap: installing Python packages into .venv (torch 2.13.0 CPU first, so nothing pulls CUDA)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[metrics,report,test]"
+  echo "$want" > "$stamp"
+fi

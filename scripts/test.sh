@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command of the README: set up what the tests need, then lint and run the default test suite.
+#   bash scripts/test.sh [pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh chromium chromium-driver
+.venv/bin/ruff check gankit tests benchmarks scripts
+.venv/bin/python -m pytest -q "$@"
