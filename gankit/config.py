@@ -15,6 +15,7 @@ from gankit.errors import ConfigError
 RESUME_SAFE_PREFIXES: tuple[str, ...] = (
     "train.max_steps",
     "train.max_epochs",
+    "train.max_seconds",
     "train.log_every",
     "train.val_every",
     "train.ckpt_every",
@@ -107,6 +108,8 @@ def check_override_keys(config: Mapping[str, Any], overrides: Mapping[str, Any],
     """An override must name a key the config has (typos fail loudly, not silently ignored)."""
     for key, value in overrides.items():
         dotted = f"{prefix}{key}"
+        if isinstance(config, Mapping) and not config and prefix:
+            return  # an open section such as `health: {}`: its own settings class names unknown keys
         if key not in config:
             known = ", ".join(sorted(str(k) for k in config)) or "(none)"
             raise ConfigError(f"override '{dotted}': no such key; keys here are: {known}.")
@@ -143,3 +146,46 @@ def is_resume_safe(key: str) -> bool:
 
 def dump_yaml(config: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)
+
+
+def config_for_run(
+    name_or_path: str, overrides: Sequence[str], saved_config_path: Path | None
+) -> tuple[str, dict[str, Any], list[str]]:
+    """The config a `gankit train` invocation uses, and the resume-safe keys it changed.
+
+    With no saved run config it is CONFIG + overrides. When resuming, the saved config wins: keys that are
+    safe to change (limits, intervals, device) take the requested values, any other difference is a
+    ConfigError listing the keys.
+    """
+    name, requested = load_config(name_or_path, overrides)
+    if saved_config_path is None or not saved_config_path.is_file():
+        return name, requested, []
+    saved = _read_yaml(saved_config_path.read_text(encoding="utf-8"), str(saved_config_path))
+    changed = differing_keys(saved, requested)
+    unsafe = [k for k in changed if not is_resume_safe(k)]
+    if unsafe:
+        flat_saved, flat_req = flatten(saved), flatten(requested)
+        shown = "; ".join(
+            f"{k}: saved {flat_saved.get(k, '<absent>')!r}, requested {flat_req.get(k, '<absent>')!r}"
+            for k in unsafe[:6]
+        )
+        more = f" (and {len(unsafe) - 6} more)" if len(unsafe) > 6 else ""
+        raise ConfigError(
+            f"{saved_config_path.parent} holds a run with a different config — {shown}{more}. Resuming keeps the "
+            "saved config; only limits, intervals and device may change. Use another --run-dir for a new run."
+        )
+    flat_req = flatten(requested)
+    resumed = merge(saved, {})
+    for key in changed:
+        _set_dotted(resumed, key, flat_req.get(key))
+    return name, resumed, changed
+
+
+def _set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = config
+    for part in parents:
+        child = node.get(part)
+        node[part] = child = dict(child) if isinstance(child, Mapping) else {}
+        node = child
+    node[last] = value

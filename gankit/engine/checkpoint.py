@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import pickle
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,34 +12,13 @@ from typing import Any
 import torch
 
 from gankit import atomic
+from gankit.checkpoint_io import safe_load, save_torch
 from gankit.errors import CheckpointError
+
+__all__ = ["CheckpointManager", "Saved", "safe_load", "save_torch"]
 
 STATE_PATTERN = re.compile(r"^state_(\d{8})\.pt$")
 MANIFEST = "manifest.json"
-
-
-def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """`torch.load(weights_only=True)` with one-line errors for missing, corrupt and code-carrying files."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: no such checkpoint file.")
-    try:
-        return torch.load(p, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"{p}: refused to load — it holds pickled Python objects that could run code when loaded "
-            f"({first[:160]}). gankit only reads tensors and plain values; re-save it from trusted code "
-            "as a plain state dict."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{p}: not a readable checkpoint (truncated or corrupt?): {str(exc)[:200]}") from None
-
-
-def save_torch(path: Path, obj: Any) -> None:
-    """Write `obj` with torch.save atomically (temporary file, fsync, rename)."""
-    with atomic.atomic_open(path, "wb") as handle:
-        torch.save(obj, handle)
 
 
 @dataclass

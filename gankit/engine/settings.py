@@ -67,6 +67,7 @@ def _describe(hint: Any) -> str:
 class TrainSettings:
     max_steps: int | None = None
     max_epochs: int | None = None
+    max_seconds: float | None = None  # wall-clock limit for one invocation (e.g. a bounded CPU demo)
     grad_accum: int = 1
     grad_clip_g: float | None = None
     grad_clip_d: float | None = None
@@ -90,6 +91,8 @@ class TrainSettings:
             raise ConfigError(f"train.warmup_steps must be ≥ 0, got {self.warmup_steps}.")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in (0, 1), got {self.ema_decay}.")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ConfigError(f"train.max_seconds must be > 0 or null, got {self.max_seconds}.")
         for name in ("max_steps", "max_epochs", "ckpt_every", "ckpt_every_epochs", "num_threads"):
             value = getattr(self, name)
             if value is not None and value < 1:

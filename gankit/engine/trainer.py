@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from gankit.engine.checkpoint import CheckpointManager
-from gankit.engine.data import TrainData, build_train_data, build_validation_batches
+from gankit.engine.data import TrainData, build_train_data
 from gankit.engine.distributed import DistContext
 from gankit.engine.ema import Ema
 from gankit.engine.faults import install_from_environment
@@ -25,7 +25,7 @@ from gankit.engine.run_dir import RunDirectory
 from gankit.engine.settings import DataSettings, OptimSettings, TrainSettings, from_mapping
 from gankit.engine.state import InitialWeights, generator_payload
 from gankit.engine.validation import run_validation
-from gankit.errors import CheckpointError
+from gankit.errors import CheckpointError, ConfigError
 from gankit.tasks import build_task
 
 EXIT_OK = 0
@@ -74,9 +74,12 @@ class Trainer:
         self.ckpt = CheckpointManager(self.run.checkpoints, keep_last=self.settings.keep_last)
         self.step = 0  # completed optimizer steps
         self.epoch = 0
-        self.batch_in_epoch = 0  # loader batches consumed in the current epoch
+        # Global sample positions consumed in this epoch (all ranks together), so a run resumed with another
+        # number of ranks continues at the same place in the epoch's order.
+        self.samples_in_epoch = 0
         self.last_val: tuple[int, float] | None = None
         self._stop_signal: str | None = None
+        self._rollback_scale = 1.0  # learning-rate reduction from rollbacks since the last checkpoint
 
         self.health = HealthSession(
             config.get("health") or {},
@@ -92,11 +95,13 @@ class Trainer:
             self._print(f"initialised from {init.source} ({', '.join(sorted(init.networks))})")
 
         self.live = self._wrap_ddp()
-        self.data: TrainData = build_train_data(config, self.task, self.data_settings, dist)
         self.windows_per_step = self.settings.grad_accum * self.settings.n_critic
+        seed = int(config.get("seed", 1234))
+        train_set, self.val_batches = self.task.build_datasets(self.data_settings, seed)
+        self.data: TrainData = build_train_data(
+            train_set, self.data_settings, dist, seed, min_batches=self.windows_per_step
+        )
         if self.data.batches_per_epoch < self.windows_per_step:
-            from gankit.errors import ConfigError
-
             raise ConfigError(
                 f"one optimizer step needs {self.windows_per_step} batches (grad_accum × n_critic) but an epoch "
                 f"has {self.data.batches_per_epoch}; lower train.grad_accum or data.batch_size."
@@ -143,7 +148,7 @@ class Trainer:
             "health": self.health.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
+            "samples_in_epoch": self.samples_in_epoch,
             "rng": capture_rng(),
         }
 
@@ -160,7 +165,7 @@ class Trainer:
         self.health.load_state_dict(state.get("health"))
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
-        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.samples_in_epoch = int(state["samples_in_epoch"])
         restore_rng(state["rng"])
 
     def _resume(self) -> bool:
@@ -172,14 +177,15 @@ class Trainer:
         if self.dist.is_main:
             self.run.truncate_logs_after(self.step)
             self.health.truncate_after(self.step)
-        self._print(f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch_in_epoch})")
+        self._print(f"resumed from {path} at step {self.step} (epoch {self.epoch}, "
+                    f"{self.samples_in_epoch} samples into it)")
         return True
 
     def save_checkpoint(self, metric: float | None = None) -> None:
         if self.dist.is_main:
             generator = self.ema.module if self.ema is not None else self.nets["generator"]
             try:
-                saved = self.ckpt.save(
+                self.ckpt.save(
                     self.step, self.state_dict(), generator_payload(self.task, generator, self.step), metric
                 )
             except OSError as exc:
@@ -187,30 +193,11 @@ class Trainer:
                     f"could not write a checkpoint at step {self.step} in {self.ckpt.folder}: {exc.strerror or exc}. "
                     f"The previous checkpoint is intact; free space and run the same command to resume."
                 ) from None
-            self._last_saved_step = saved.step
+        self._last_saved_step = self.step  # on every rank, so all ranks agree on when to save (and barrier)
+        self._rollback_scale = 1.0  # the new checkpoint's rates already include any reduction
         self.dist.barrier()
 
     # --- the loop -------------------------------------------------------------------------------
-    def _done(self) -> bool:
-        s = self.settings
-        return (s.max_steps is not None and self.step >= s.max_steps) or (
-            s.max_epochs is not None and self.epoch >= s.max_epochs
-        )
-
-    def _windows(self, batches: Iterator[dict[str, Any]]) -> list[list[dict[str, Any]]] | None:
-        accum = self.settings.grad_accum
-        windows = []
-        for _ in range(self.settings.n_critic):
-            window = []
-            for _ in range(accum):
-                batch = next(batches, None)
-                if batch is None:
-                    return None
-                window.append({k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v)
-                               for k, v in batch.items()})
-            windows.append(window)
-        return windows
-
     def fit(self) -> int:
         if self._done():
             self._print(f"nothing to do: the run at {self.run.root} already reached step {self.step} "
@@ -218,9 +205,11 @@ class Trainer:
             return EXIT_OK
         self.run.write_config(self.config)
         self.run.write_environment(self.device, self.dist.world_size, self.data.describe())
-        self.health.check_unused_before_training()
+        self.health.check_unused_before_training(self._to_device(self.data.example_batch()))
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._last_saved_step = self.step
+        self._started = time.monotonic()
+        self._first_step = self.step
         bar = self._progress_bar()
         code = EXIT_OK
         try:
@@ -238,10 +227,22 @@ class Trainer:
             return None
         from tqdm import tqdm
 
-        total = self.settings.max_steps
-        if total is None and self.settings.max_epochs is not None:
-            total = self.settings.max_epochs * (self.data.batches_per_epoch // self.windows_per_step)
-        return tqdm(total=total, initial=self.step, unit="step", dynamic_ncols=True, desc="train")
+        return tqdm(total=self._expected_total(), initial=self.step, unit="step", dynamic_ncols=True, desc="train")
+
+    def _expected_total(self) -> int | None:
+        """Steps this invocation is expected to end at (limits by steps, epochs or seconds), for the ETA."""
+        s = self.settings
+        totals = []
+        if s.max_steps is not None:
+            totals.append(s.max_steps)
+        if s.max_epochs is not None:
+            steps_per_epoch = max(1, self.data.batches_per_epoch // self.windows_per_step)
+            totals.append(s.max_epochs * steps_per_epoch)
+        done = self.step - self._first_step
+        elapsed = time.monotonic() - self._started
+        if s.max_seconds is not None and done > 0:
+            totals.append(self.step + int((s.max_seconds - elapsed) / (elapsed / done)))
+        return min(totals) if totals else None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -251,20 +252,62 @@ class Trainer:
         self._print(f"{name} received: finishing this step, saving a checkpoint, then stopping "
                     "(send it again to stop at once)")
 
+    def _done(self) -> bool:
+        s = self.settings
+        if s.max_seconds is not None and getattr(self, "_started", None) is not None:
+            if time.monotonic() - self._started >= s.max_seconds:
+                return True
+        return (s.max_steps is not None and self.step >= s.max_steps) or (
+            s.max_epochs is not None and self.epoch >= s.max_epochs
+        )
+
+    @property
+    def _global_batch(self) -> int:
+        return self.data_settings.batch_size * self.dist.world_size
+
+    def _windows_left_in_epoch(self) -> int:
+        consumed = self.samples_in_epoch // self._global_batch
+        return (self.data.batches_per_epoch - consumed) // self.windows_per_step
+
+    def _to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+    def _next_windows(self, batches: Iterator[dict[str, Any]]) -> list[list[dict[str, Any]]] | None:
+        """n_critic windows of grad_accum micro-batches, or None when the epoch has no full step left."""
+        windows = []
+        for _ in range(self.settings.n_critic):
+            window = []
+            for _ in range(self.settings.grad_accum):
+                batch = next(batches, None)
+                if batch is None:
+                    return None
+                window.append(self._to_device(batch))
+            windows.append(window)
+        return windows
+
+    def _end_epoch(self) -> None:
+        self.epoch += 1
+        self.samples_in_epoch = 0
+        if self.optim_settings.lr_decay_every == "epoch":
+            self.sched_g.step()
+            self.sched_d.step()
+        if self.settings.ckpt_every_epochs is not None and self.epoch % self.settings.ckpt_every_epochs == 0:
+            self._checkpoint_now()
+
     def _loop(self, bar: Any) -> int:
         s = self.settings
-        val_batches = build_validation_batches(self.config, self.data_settings) if self.dist.is_main else []
         step_started = time.perf_counter()
         while not self._done():
-            self.data.sampler.set_epoch(self.epoch, skip_batches=self.batch_in_epoch)
+            self.data.sampler.set_epoch(self.epoch, skip_samples=self.samples_in_epoch)
             batches = iter(self.data.loader)
-            rolled_back = exhausted = False
-            while True:
-                windows = self._windows(batches)
-                if windows is None:
+            action = "continue"
+            exhausted = False
+            while self._windows_left_in_epoch() >= 1 and not self._done():
+                windows = self._next_windows(batches)
+                if windows is None:  # the loader ran short of what the sampler promised: end the epoch
                     exhausted = True
                     break
-                self.batch_in_epoch += self.windows_per_step
+                self.samples_in_epoch += self.windows_per_step * self._global_batch
                 adversarial = self.step >= s.warmup_steps
                 outcome = self.stepper.run(self.step, windows, adversarial, s.d_loss_threshold)
                 if self.ema is not None and "g" in outcome.stepped:
@@ -276,48 +319,45 @@ class Trainer:
                 now = time.perf_counter()
                 action = self._after_step(outcome, now - step_started)
                 step_started = now
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix({k.split("/")[-1] if k.startswith("g/") else k: f"{v:.3g}"
-                                     for k, v in outcome.losses.items() if k in ("g/mel", "g/adv", "d/total")})
-                if action == "stop":
-                    self.save_checkpoint()
-                    self._print(f"stopped by the health monitor at step {self.step}; see {self.run.root}/events.jsonl. "
-                                "Fix the cause, then run the same command to resume from the saved checkpoint.")
-                    return EXIT_STOPPED
-                if action == "rollback":
-                    self._rollback()
-                    rolled_back = True
+                self._update_bar(bar, outcome)
+                if action != "continue" or self._stop_signal is not None:
                     break
                 if self.step % s.val_every == 0:
-                    self._validate(val_batches)
+                    self._validate()
                 if s.ckpt_every is not None and self.step % s.ckpt_every == 0:
                     self._checkpoint_now()
-                if self._stop_signal is not None:
-                    self._checkpoint_now()
-                    self._print(f"saved step {self.step} to {self.ckpt.folder}; run the same command to resume.")
-                    return EXIT_OK
-                if self._done():
-                    break
-            if rolled_back:
+            del batches  # ends this epoch's loader workers before anything else runs
+            if action == "stop":
+                self._checkpoint_now()
+                self._print(f"stopped by the health monitor at step {self.step}; see {self.run.root}/events.jsonl. "
+                            "Fix the cause, then run the same command to resume from the saved checkpoint.")
+                return EXIT_STOPPED
+            if action == "rollback":
+                self._rollback()
                 continue
-            if exhausted or self.windows_left_in_epoch() < 1:
-                self.epoch += 1
-                self.batch_in_epoch = 0
-                if self.optim_settings.lr_decay_every == "epoch":
-                    self.sched_g.step()
-                    self.sched_d.step()
-                if s.ckpt_every_epochs is not None and self.epoch % s.ckpt_every_epochs == 0:
-                    self._checkpoint_now()
-        if self._last_saved_step != self.step:
-            self._checkpoint_now()
+            if self._stop_signal is not None:
+                self._checkpoint_now()
+                self._print(f"saved step {self.step} to {self.ckpt.folder}; run the same command to resume.")
+                return EXIT_OK
+            if exhausted or self._windows_left_in_epoch() < 1:
+                self._end_epoch()
+        self._checkpoint_now()
         self._print(f"done: step {self.step}, epoch {self.epoch}; checkpoints in {self.ckpt.folder}")
         return EXIT_OK
 
-    def windows_left_in_epoch(self) -> int:
-        return (self.data.batches_per_epoch - self.batch_in_epoch) // self.windows_per_step
+    def _update_bar(self, bar: Any, outcome: StepOutcome) -> None:
+        if bar is None:
+            return
+        if self.settings.max_seconds is not None:
+            bar.total = self._expected_total()
+        bar.update(1)
+        shown = {"g/mel": "mel", "g/adv": "adv", "g/fm": "fm", "d/total": "d"}
+        bar.set_postfix({label: f"{outcome.losses[key]:.3g}" for key, label in shown.items() if key in outcome.losses},
+                        refresh=False)
 
     def _checkpoint_now(self) -> None:
+        if self._last_saved_step == self.step:
+            return
         metric = self.last_val[1] if self.last_val is not None and self.last_val[0] == self.step else None
         self.save_checkpoint(metric)
 
@@ -342,44 +382,47 @@ class Trainer:
                 self.run.layer_grads.append({"step": self.step, "grads": grads})
         return action
 
-    def _validate(self, val_batches: list[dict[str, Any]]) -> None:
-        if self.dist.is_main and val_batches:
+    def _validate(self) -> None:
+        """Rank 0 validates; every rank learns whether that made a new best, so all save (and meet) together."""
+        new_best = 0
+        if self.dist.is_main and self.val_batches:
             nets = dict(self.nets)
             if self.ema is not None:
                 nets["generator"] = self.ema.module
-            metrics, samples = run_validation(
-                self.task, nets, val_batches, self.device, self.step, self.run.samples,
-                self.task.frontend.sample_rate,
-            )
+            rate = self.task.frontend.sample_rate
+            metrics, samples = run_validation(self.task, nets, self.val_batches, self.device, self.step,
+                                              self.run.samples, rate)
             assert self.run.validation is not None
             self.run.validation.append({"step": self.step, "epoch": self.epoch, **metrics,
                                         "samples": [x.utterance_id for x in samples]})
             self.run.log_scalars(self.step, metrics)
-            tb = self.run.tensorboard
             for sample in samples[:4]:
-                tb.add_audio(f"val/{sample.utterance_id}", sample.fake_audio.unsqueeze(0), self.step,
-                             sample_rate=self.task.frontend.sample_rate)
+                self.run.tensorboard.add_audio(f"val/{sample.utterance_id}", sample.fake_audio.unsqueeze(0),
+                                               self.step, sample_rate=rate)
             value = metrics.get(self.ckpt.metric)
             if value is not None and math.isfinite(value):
                 self.last_val = (self.step, value)
                 self._print(f"step {self.step}: {self.ckpt.metric} {value:.4f}")
-                if self.ckpt.is_better(value) and self._last_saved_step != self.step:
-                    self.save_checkpoint(value)
-                    return
-        self.dist.barrier()
+                new_best = int(self.ckpt.is_better(value))
+        if self.dist.agree_max(new_best):
+            self._checkpoint_now()
 
     def _rollback(self) -> None:
-        factor = self.health.rollback_lr_factor
+        """Restore the newest checkpoint and lower the learning rates; repeated rollbacks to the same
+        checkpoint compound the reduction (the factor applies to the checkpoint's own rates)."""
+        self._rollback_scale *= self.health.rollback_lr_factor
+        scale = self._rollback_scale
         found = self.ckpt.latest_loadable(map_location=self.device)
         if found is not None:
             path, state = found
             self.load_state_dict(state)
             if self.dist.is_main:
                 self.run.truncate_logs_after(self.step)
-            self._print(f"rolled back to {path.name} (step {self.step}); learning rates × {factor}")
+            self._print(f"rolled back to {path.name} (step {self.step}); learning rates × {scale:g}")
         else:
-            self._print(f"no checkpoint to roll back to; learning rates × {factor} and training on")
+            self._print(f"no checkpoint to roll back to; learning rates × {scale:g} and training on")
+            scale = self.health.rollback_lr_factor  # the live rates already carry earlier reductions
         for opt, sched in ((self.opt_g, self.sched_g), (self.opt_d, self.sched_d)):
             for group in opt.param_groups:
-                group["lr"] *= factor
-            sched.base_lrs = [lr * factor for lr in sched.base_lrs]
+                group["lr"] *= scale
+            sched.base_lrs = [lr * scale for lr in sched.base_lrs]

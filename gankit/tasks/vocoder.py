@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gankit.audio.mel import MelFrontend, build_frontend
-from gankit.engine.settings import from_mapping
+from gankit.engine.settings import DataSettings, from_mapping
 from gankit.losses.adversarial import build_adversarial
 from gankit.losses.feature_matching import feature_matching_loss
 from gankit.tasks.base import (
@@ -49,10 +49,12 @@ class VocoderGanTask:
         self,
         name: str,
         config: Mapping[str, Any],
+        generator_config: Mapping[str, Any],
         generator_factory: NetworkFactory,
         discriminator_factories: Mapping[str, NetworkFactory],
     ) -> None:
         self.name = name
+        self._generator_config = dict(generator_config)
         self.frontend: MelFrontend = build_frontend(config["frontend"])
         self.loss_frontend: MelFrontend = self.frontend.with_fmax(config.get("fmax_for_loss"))
         self.loss = from_mapping(VocoderLossSettings, config.get("loss"), "loss")
@@ -65,6 +67,16 @@ class VocoderGanTask:
             from gankit.losses.spectral import MultiResolutionSTFTLoss
 
             self._stft_loss = MultiResolutionSTFTLoss()
+
+    def generator_config(self) -> dict[str, Any]:
+        """The generator's config as plain types (stored in generator files so inference can rebuild it)."""
+        return dict(self._generator_config)
+
+    def build_datasets(self, data: DataSettings, seed: int) -> tuple[Any, list[dict[str, Any]]]:
+        """Random training crops keyed by (epoch, position) and whole validation utterances."""
+        from gankit.data.vocoder_data import build_vocoder_datasets
+
+        return build_vocoder_datasets(data, self.frontend, seed)
 
     def build_networks(self) -> dict[str, nn.Module]:
         nets = {"generator": self._generator_factory()}

@@ -1,0 +1,95 @@
+"""Reading and writing checkpoint files safely: `torch.load(weights_only=True)` with one-line errors, and
+atomic `torch.save`. Shared by the engine, inference and the original-format converters."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gankit import atomic
+from gankit.errors import CheckpointError
+
+
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """`torch.load(weights_only=True)` with one-line errors for missing, corrupt and code-carrying files."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint file.")
+    try:
+        return torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{p}: refused to load — it holds pickled Python objects that could run code when loaded "
+            f"({first[:160]}). gankit only reads tensors and plain values; re-save it from trusted code "
+            "as a plain state dict."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{p}: not a readable checkpoint (truncated or corrupt?): {str(exc)[:200]}") from None
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    """Write `obj` with torch.save atomically (temporary file, fsync, rename)."""
+    with atomic.atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)
+
+
+# What a loaded checkpoint object is, judged by its keys (the file name is only a hint).
+GANKIT_GENERATOR = "gankit_generator"
+GANKIT_STATE = "gankit_state"
+ORIGINAL_GENERATOR = "original_generator"  # HiFi-GAN's g_XXXXXXXX: {"generator": state_dict}
+ORIGINAL_DISCRIMINATORS = "original_discriminators"  # HiFi-GAN's do_XXXXXXXX: mpd, msd, optimizers, steps
+
+
+def checkpoint_kind(obj: Any, path: str | Path) -> str:
+    """Classify a loaded checkpoint; anything unrecognised is a CheckpointError that says what was found."""
+    if isinstance(obj, dict):
+        if obj.get("format") == "gankit":
+            kind = obj.get("kind")
+            if kind == "generator":
+                return GANKIT_GENERATOR
+            if kind == "train_state":
+                return GANKIT_STATE
+        if set(obj) == {"generator"} and isinstance(obj["generator"], dict):
+            return ORIGINAL_GENERATOR
+        if {"mpd", "msd"} <= set(obj):
+            return ORIGINAL_DISCRIMINATORS
+    keys = ", ".join(sorted(map(str, obj))[:8]) if isinstance(obj, dict) else type(obj).__name__
+    raise CheckpointError(
+        f"{path}: not a checkpoint gankit knows (found {keys}); expected a gankit generator or training state, "
+        "or an original HiFi-GAN g_XXXXXXXX / do_XXXXXXXX file."
+    )
+
+
+def state_dict_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any], limit: int = 4) -> str | None:
+    """A one-line description of how `given` differs from `expected` (names and shapes), or None."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    shapes = [
+        f"{k} {tuple(given[k].shape)}≠{tuple(expected[k].shape)}"
+        for k in expected
+        if k in given and hasattr(given[k], "shape") and tuple(given[k].shape) != tuple(expected[k].shape)
+    ]
+    parts = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes)):
+        if names:
+            more = f" … (+{len(names) - limit})" if len(names) > limit else ""
+            parts.append(f"{label}: {', '.join(names[:limit])}{more}")
+    return "; ".join(parts) or None
+
+
+def load_state_strict(module: nn.Module, state: Mapping[str, Any], what: str, source: str | Path) -> None:
+    """`module.load_state_dict(strict=True)`, or a CheckpointError naming the keys that differ."""
+    problem = state_dict_mismatch(module.state_dict(), state)
+    if problem is not None:
+        raise CheckpointError(
+            f"{source}: its {what} does not fit this model's architecture ({problem}); "
+            "use a checkpoint made with the same model config."
+        )
+    module.load_state_dict(state, strict=True)

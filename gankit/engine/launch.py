@@ -1,0 +1,33 @@
+"""Start a training run in this process: join torchrun's process group if there is one, train, leave it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gankit.engine.distributed import init_distributed, shutdown_distributed
+from gankit.engine.state import read_initial_weights
+from gankit.engine.trainer import Trainer
+
+
+def train(
+    config: Mapping[str, Any],
+    run_dir: str | Path,
+    init_from: str | None = None,
+    reset_optimizer: bool = False,
+    progress: bool = True,
+) -> int:
+    """Train (or resume) the run in `run_dir`; returns the process exit status."""
+    dist = init_distributed(str(config.get("device", "auto")))
+    try:
+        init = read_initial_weights(init_from, keep_optimizer=not reset_optimizer) if init_from else None
+        trainer = Trainer(config, run_dir, dist, init=init, progress=progress)
+        code = trainer.fit()
+        if dist.is_main:
+            print(f"run directory: {Path(run_dir).resolve()}\n"
+                  f"  checkpoints: {trainer.ckpt.folder}\n  logs: metrics.jsonl, events.jsonl, tensorboard/ "
+                  f"(tensorboard --logdir {Path(run_dir) / 'tensorboard'})")
+        return code
+    finally:
+        shutdown_distributed()

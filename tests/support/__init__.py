@@ -1,0 +1,1 @@
+"""Helpers shared by tests: small synthetic corpora and subprocess runners."""
