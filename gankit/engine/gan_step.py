@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gankit.engine.distributed import DistContext
 from gankit.engine.precision import Precision
 from gankit.tasks.base import DiscriminatorReadout, GanTask, GeneratorPass
 
@@ -88,12 +89,14 @@ class GanStepper:
         d: OptimizerSlot,
         precision: Precision,
         should_skip: SkipCheck,
+        dist: DistContext | None = None,
         fault: Callable[[str], None] = lambda point: None,
     ) -> None:
         self.task, self.live, self.plain = task, live, plain
         self.g, self.d = g, d
         self.precision = precision
         self.should_skip = should_skip
+        self.dist = dist or DistContext()
         self.fault = fault
 
     def run(
@@ -150,7 +153,8 @@ class GanStepper:
         return out
 
     def _step_d(self, step: int, out: StepOutcome, d_losses: dict[str, float], threshold: float | None) -> None:
-        if threshold is not None and d_losses.get("d/total", math.inf) < threshold:
+        # Decided on the rank-averaged loss: every rank must skip or step D together (or DDP hangs).
+        if threshold is not None and self.dist.mean({"d": d_losses.get("d/total", math.inf)})["d"] < threshold:
             # D is ahead: leave it as it is this step (the configured D-update threshold).
             self.d.optimizer.zero_grad(set_to_none=True)
             out.skipped.add("d_threshold")

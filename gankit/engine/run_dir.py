@@ -38,7 +38,7 @@ class RunDirectory:
     def write_environment(self, device: torch.device, world_size: int, data: Mapping[str, Any]) -> None:
         if not self.writer:
             return
-        import librosa  # noqa: PLC0415 (version only; already imported by the data pipeline)
+        import librosa
         import numpy
 
         env = {

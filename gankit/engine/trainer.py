@@ -88,6 +88,7 @@ class Trainer:
             self.run,
             dist,
             console=self._print,
+            precision=self.settings.precision,
         )
         resumed = self._resume()
         if not resumed and init is not None:
@@ -97,9 +98,9 @@ class Trainer:
         self.live = self._wrap_ddp()
         self.windows_per_step = self.settings.grad_accum * self.settings.n_critic
         seed = int(config.get("seed", 1234))
-        train_set, self.val_batches = self.task.build_datasets(self.data_settings, seed)
+        train_set, self.val_batches = self.task.build_datasets(self.data_settings, seed, log=self._print)
         self.data: TrainData = build_train_data(
-            train_set, self.data_settings, dist, seed, min_batches=self.windows_per_step
+            train_set, self.data_settings, dist, seed, min_batches=self.windows_per_step, log=self._print
         )
         if self.data.batches_per_epoch < self.windows_per_step:
             raise ConfigError(
@@ -114,6 +115,7 @@ class Trainer:
             OptimizerSlot("d", self.opt_d, self.task.discriminator_keys, self.settings.grad_clip_d),
             self.precision,
             should_skip=self.health.should_skip,
+            dist=dist,
             fault=self.fault,
         )
 
@@ -205,7 +207,9 @@ class Trainer:
             return EXIT_OK
         self.run.write_config(self.config)
         self.run.write_environment(self.device, self.dist.world_size, self.data.describe())
-        self.health.check_unused_before_training(self._to_device(self.data.example_batch()))
+        if self.health.check_unused_before_training(self._to_device(self.data.example_batch())) == "stop":
+            self._print(f"stopped before training: see {self.run.root}/events.jsonl")
+            return EXIT_STOPPED
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._last_saved_step = self.step
         self._started = time.monotonic()

@@ -4,6 +4,7 @@ used through Figure + the Agg canvas, not pyplot: no global backend switch, no f
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -72,8 +73,8 @@ def binned_median(steps: np.ndarray, values: np.ndarray, bins: int = 150) -> tup
         return steps.astype(np.float64), values
     chunks = min(bins, values.size // 5)
     edges = np.linspace(0, values.size, chunks + 1).astype(int)
-    xs = np.array([steps[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)])
-    ys = np.array([np.median(values[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    xs = np.array([steps[a:b].mean() for a, b in itertools.pairwise(edges)])
+    ys = np.array([np.median(values[a:b]) for a, b in itertools.pairwise(edges)])
     return xs, ys
 
 
@@ -220,7 +221,7 @@ def _downsample_columns(norms: np.ndarray, steps: np.ndarray, max_cols: int) -> 
         return norms, steps
     edges = np.linspace(0, norms.shape[1], max_cols + 1).astype(int)
     merged = np.full((norms.shape[0], max_cols), np.nan)
-    for j, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+    for j, (a, b) in enumerate(itertools.pairwise(edges)):
         block = norms[:, a:b]
         logged = ~np.isnan(block).all(axis=1)
         merged[logged, j] = np.nanmax(block[logged], axis=1)

@@ -72,11 +72,13 @@ class VocoderGanTask:
         """The generator's config as plain types (stored in generator files so inference can rebuild it)."""
         return dict(self._generator_config)
 
-    def build_datasets(self, data: DataSettings, seed: int) -> tuple[Any, list[dict[str, Any]]]:
+    def build_datasets(
+        self, data: DataSettings, seed: int, log: Callable[[str], None] = print
+    ) -> tuple[Any, list[dict[str, Any]]]:
         """Random training crops keyed by (epoch, position) and whole validation utterances."""
         from gankit.data.vocoder_data import build_vocoder_datasets
 
-        return build_vocoder_datasets(data, self.frontend, seed)
+        return build_vocoder_datasets(data, self.frontend, seed, log=log)
 
     def build_networks(self) -> dict[str, nn.Module]:
         nets = {"generator": self._generator_factory()}

@@ -1,4 +1,4 @@
-"""What the engine tells the health monitor after each optimizer step (all plain floats, no graphs)."""
+"""What the checks read about one optimizer step: plain floats only (no tensors, no graphs)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,20 @@ class AudioStats:
 
 @dataclass
 class StepRecord:
-    step: int  # completed optimizer steps, after this one
-    losses: dict[str, float]  # every logged loss, e.g. "d/total", "g/adv", "g/fm", "g/mel", "g/total"
-    optimized: frozenset[str]  # optimizer groups stepped this step: {"g"} in warm-up, {"g", "d"} after
-    grad_norms: dict[str, float]  # total gradient norm per optimizer group, before clipping
+    step: int  # completed optimizer steps, after this one (the step metrics.jsonl logs)
+    losses: dict[str, float]  # rank-averaged: "d/total", "d/msd", "g/adv", "g/fm", "g/mel", "g/total", …
+    trained: frozenset[str]  # optimizer groups trained this step, applied or skipped: {"g"} in warm-up
+    stepped: frozenset[str] = frozenset()  # groups whose update was applied (their .grad is this step's)
+    grad_norms: dict[str, float] = field(default_factory=dict)  # total gradient norm per group, before clipping
     d_real_scores: list[float] | None = None  # mean D score on real audio, per sub-discriminator
     d_fake_scores: list[float] | None = None  # mean D score on generated audio, per sub-discriminator
     d_losses: list[float] | None = None  # D loss per sub-discriminator
     fake_audio: AudioStats | None = None
     real_audio: AudioStats | None = None
-    layer_grad_norms: dict[str, float] = field(default_factory=dict)  # "g:ups.0" → norm; may be empty
+    layer_grad_norms: dict[str, float] = field(default_factory=dict)  # "generator.ups.0" → norm; stepped nets only
     lr: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def adversarial(self) -> bool:
+        """The discriminators take part this step (after the mel-only warm-up)."""
+        return self.d_losses is not None or any(k.startswith("d/") for k in self.losses)

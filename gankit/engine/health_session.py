@@ -1,0 +1,279 @@
+"""The health monitor as the trainer sees it: checks built from `health:`, fed each step, findings acted on."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from gankit.engine.distributed import DistContext
+from gankit.engine.gan_step import StepOutcome
+from gankit.engine.health.adversarial import DiscriminatorCollapseCheck, DiscriminatorOverpoweringCheck
+from gankit.engine.health.audio import DcOffsetCheck, audio_stats
+from gankit.engine.health.base import Check, Finding
+from gankit.engine.health.events import ACTION_RANK, ACTIONS_BY_RANK, Event, EventSink, RateLimiter
+from gankit.engine.health.layers import DeadLayersCheck, LayerGradNorms
+from gankit.engine.health.losses import LossSpikeCheck, NonfiniteGate
+from gankit.engine.health.probe import find_unused_parameters
+from gankit.engine.health.record import AudioStats, StepRecord
+from gankit.engine.health.settings import HealthSettings
+
+if TYPE_CHECKING:
+    from gankit.engine.run_dir import RunDirectory
+
+STATE_VERSION = 1
+# What a configured action asks of the trainer; warn and skip_step ask nothing more after the step.
+_TRAINER_ACTION = {"warn": "continue", "skip_step": "continue", "rollback": "rollback", "stop": "stop"}
+
+
+def _discriminator_names(task: Any, nets: Mapping[str, nn.Module]) -> list[str] | None:
+    """"mpd.0", "mpd.1", … in the readout's order, when each discriminator lists its sub-discriminators."""
+    names: list[str] = []
+    for key in task.discriminator_keys:
+        subs = getattr(nets[key], "discriminators", None)
+        if not isinstance(subs, (nn.ModuleList, list, tuple)):
+            return None
+        names.extend(f"{key}.{i}" for i in range(len(subs)))
+    return names
+
+
+def _short(layer: str, parameter: str) -> str:
+    """'generator.ups.0.parametrizations.weight.original0' in layer 'generator.ups.0' → 'weight (original0)'."""
+    rest = parameter[len(layer) + 1 :]
+    if rest.startswith("parametrizations."):
+        _, name, part = rest.split(".", 2)
+        return f"{name} ({part})"
+    return rest
+
+
+class HealthSession:
+    """One training run's health monitor (see docs/CONTRACTS.md, "health").
+
+    Every rank builds one and calls it identically; decisions (skip, rollback, stop) are agreed over
+    ranks, and only rank 0 writes events.
+    """
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any] | HealthSettings | None,
+        task: Any,
+        nets: Mapping[str, nn.Module],
+        run: RunDirectory,
+        dist: DistContext,
+        console: Callable[[str], None] = print,
+        precision: str = "fp32",
+    ) -> None:
+        self.settings = settings if isinstance(settings, HealthSettings) else HealthSettings.from_dict(settings)
+        self.task = task
+        self.nets = nets
+        self.dist = dist
+        self.console = console
+        self.groups: dict[str, tuple[str, ...]] = {
+            "g": tuple(task.generator_keys),
+            "d": tuple(task.discriminator_keys),
+        }
+        s = self.settings
+        self.checks: list[Check] = self._build_checks() if s.enabled else []
+        wants_layers = s.layer_grads or (s.enabled and s.dead_layers.enabled)
+        optimised = [k for keys in self.groups.values() for k in keys]
+        self.layer_norms = LayerGradNorms(nets, optimised) if wants_layers else None
+        self.gate = NonfiniteGate(s.nonfinite, precision, dist.agree_max)
+        self.sink = EventSink(run, console, writer=dist.is_main and bool(getattr(run, "writer", True)))
+        self.limiter = RateLimiter()
+        self.last_layer_grads: dict[str, float] = {}
+        self.step = 0
+        # In memory only (a rollback reloads the state, these must survive it); identical on every rank.
+        self.rollbacks_in_a_row = 0
+        self._rollback_step: int | None = None
+
+    def _build_checks(self) -> list[Check]:
+        s = self.settings
+        checks: list[Check] = []
+        adversarial = getattr(self.task, "adversarial", None)
+        if adversarial is not None and self.groups["d"]:
+            l0 = float(adversarial.no_information_d_loss)
+            # The score separation the objective aims for: LSGAN with targets a, b has L0 = (b − a)²/2,
+            # so sqrt(2·L0) is b − a (1 for HiFi-GAN's 0/1); hinge's L0 = 2 gives 2, its ±1 margins.
+            scale = float(getattr(adversarial, "score_scale", None) or math.sqrt(2.0 * l0))
+            names = _discriminator_names(self.task, self.nets)
+            objective = str(getattr(adversarial, "name", "adversarial"))
+            if s.discriminator_collapse.enabled:
+                checks.append(DiscriminatorCollapseCheck(s.discriminator_collapse, l0, scale, names, objective))
+            if s.discriminator_overpowering.enabled:
+                checks.append(DiscriminatorOverpoweringCheck(s.discriminator_overpowering, l0, names))
+        if s.dc_offset.enabled:
+            checks.append(DcOffsetCheck(s.dc_offset))
+        if s.dead_layers.enabled:
+            checks.append(DeadLayersCheck(s.dead_layers))
+        if s.loss_spike.enabled or s.divergence.enabled:
+            checks.append(LossSpikeCheck(s.loss_spike, s.divergence))
+        return checks
+
+    # --- inside a step ---------------------------------------------------------------------------
+    def should_skip(self, step: int, losses: Mapping[str, float], grad_norms: Mapping[str, float]) -> bool:
+        """Before an optimizer's update: True → the engine zeroes its grads and does not step it.
+
+        Same answer on every rank (agreed); the finding is written by `after_step` under that step's number.
+        """
+        if not self.settings.enabled:
+            return False
+        return self.gate.decide(losses, grad_norms)
+
+    # --- after a step ----------------------------------------------------------------------------
+    def after_step(
+        self, step: int, outcome: StepOutcome, losses: Mapping[str, float], lr: Mapping[str, float]
+    ) -> str:
+        """Feed the step to every check; returns "continue", "rollback" or "stop" (agreed over ranks)."""
+        self.step = step
+        stepped_nets = [k for g in sorted(outcome.stepped) for k in self.groups.get(g, ())]
+        layer_grads = self.layer_norms.compute(stepped_nets) if self.layer_norms is not None else {}
+        self.last_layer_grads = layer_grads if self.settings.layer_grads else {}
+        if not self.settings.enabled:
+            return "continue"
+        record = self._record(step, outcome, losses, lr, layer_grads)
+        findings = self.gate.end_step()
+        for check in self.checks:
+            findings.extend(check.observe(record))
+        action = "continue"
+        for finding in findings:
+            taken = self._emit(step, finding)
+            if ACTION_RANK[taken] > ACTION_RANK[action]:
+                action = taken
+        agreed = ACTIONS_BY_RANK[self.dist.agree_max(ACTION_RANK[action])]
+        if agreed != action:
+            self.console(f"health: another rank's check asked to {agreed} at step {self.step}")
+        self._track_rollbacks(step, agreed)
+        return agreed
+
+    def _record(
+        self,
+        step: int,
+        outcome: StepOutcome,
+        losses: Mapping[str, float],
+        lr: Mapping[str, float],
+        layer_grads: dict[str, float],
+    ) -> StepRecord:
+        # Readout and audio come from this rank's last micro-batch: average them over ranks (one small
+        # all-reduce) so every rank's checks see the same numbers and reach the same verdicts.
+        local: dict[str, float] = {}
+        readout = outcome.readout
+        if readout is not None:
+            for i, (r, f, d) in enumerate(zip(readout.real_scores, readout.fake_scores, readout.losses, strict=True)):
+                local[f"real/{i:03d}"], local[f"fake/{i:03d}"], local[f"loss/{i:03d}"] = r, f, d
+        if outcome.last_pass is not None and self.settings.dc_offset.enabled:
+            fake, real = audio_stats(outcome.last_pass.fake, outcome.last_pass.real)
+            for prefix, stats in (("fake_audio", fake), ("real_audio", real)):
+                local.update({f"{prefix}/mean": stats.mean, f"{prefix}/std": stats.std,
+                              f"{prefix}/flatness": stats.flatness})
+        if local:
+            local = self.dist.mean(local)
+        n = len(readout.losses) if readout is not None else 0
+        record = StepRecord(
+            step=step,
+            losses=dict(losses),
+            trained=frozenset(outcome.trained),
+            stepped=frozenset(outcome.stepped),
+            grad_norms=dict(outcome.grad_norms),
+            layer_grad_norms=layer_grads,
+            lr=dict(lr),
+        )
+        if readout is not None:
+            record.d_real_scores = [local[f"real/{i:03d}"] for i in range(n)]
+            record.d_fake_scores = [local[f"fake/{i:03d}"] for i in range(n)]
+            record.d_losses = [local[f"loss/{i:03d}"] for i in range(n)]
+        if "fake_audio/mean" in local:
+            record.fake_audio = AudioStats(local["fake_audio/mean"], local["fake_audio/std"],
+                                           local["fake_audio/flatness"])
+            record.real_audio = AudioStats(local["real_audio/mean"], local["real_audio/std"],
+                                           local["real_audio/flatness"])
+        return record
+
+    def _emit(self, step: int, finding: Finding) -> str:
+        """Write the finding as an event (unless rate-limited) and return what it asks of the trainer."""
+        section = getattr(self.settings, finding.kind)
+        action = finding.action or ("skip_step" if finding.severity == "info" else section.action)
+        severity = finding.severity
+        message = finding.message
+        if action == "rollback" and self.rollbacks_in_a_row >= self.settings.max_rollbacks:
+            action = "stop"
+            message += (
+                f" Already rolled back {self.rollbacks_in_a_row} time(s) in a row without recovering "
+                f"(health.max_rollbacks = {self.settings.max_rollbacks}): stopping instead."
+            )
+        if action == "rollback":
+            factor = self.settings.rollback_lr_factor ** (self.rollbacks_in_a_row + 1)
+            message += f" Action: rolling back to the last checkpoint with learning rates × {factor:.3g}."
+        elif action == "stop":
+            message += " Action: saving a checkpoint and stopping (exit status 3)."
+        if action in ("rollback", "stop"):
+            severity = "error"
+        elif not self.limiter.allow(finding.rate_key or finding.kind, step, getattr(section, "repeat_every", 1)):
+            return "continue"
+        self.sink.write(Event(step, finding.kind, severity, message, finding.values, action))
+        return _TRAINER_ACTION[action]
+
+    def _track_rollbacks(self, step: int, action: str) -> None:
+        if self._rollback_step is not None and step > self._rollback_step + self.settings.rollback_recovered_after:
+            self.rollbacks_in_a_row, self._rollback_step = 0, None  # got well past the failure: recovered
+        if action == "rollback":
+            self.rollbacks_in_a_row += 1
+            self._rollback_step = step
+
+    @property
+    def rollback_lr_factor(self) -> float:
+        """The factor for the learning rates restored from the checkpoint: compounding over rollbacks in a row."""
+        return self.settings.rollback_lr_factor ** max(1, self.rollbacks_in_a_row)
+
+    # --- before training ---------------------------------------------------------------------------
+    def check_unused_before_training(self, batch: Mapping[str, Any]) -> str:
+        """One probe step on deep copies (before DDP wrapping): names trainable parameters that get no gradient.
+
+        Returns "continue" or "stop" (health.unused_parameters.action: stop), agreed over ranks.
+        """
+        s = self.settings.unused_parameters
+        if not (self.settings.enabled and s.enabled):
+            return "continue"
+        report = find_unused_parameters(self.task, self.nets, batch, items=s.probe_items)
+        action = "continue"
+        if report:
+            listing = "; ".join(
+                f"{layer} ({', '.join(_short(layer, p) for p in params)})" for layer, params in report.layers.items()
+            )
+            message = (
+                f"{len(report.parameters)} trainable parameter(s) in {len(report.layers)} layer(s) got no gradient "
+                f"in a probe step (generator forward, discriminator loss, generator loss, both backwards): {listing}. "
+                "Their optimizer will never change them. Try: check each module is actually called in forward and "
+                "its output reaches a loss (a sub-network built but never wired in, a branch skipped by a config "
+                "flag, an output detached); if they are meant to stay fixed, set requires_grad=False on them."
+            )
+            values = {"layers": report.layers, "parameters": len(report.parameters), "frozen": len(report.frozen)}
+            action = self._emit(self.step, Finding("unused_parameters", "warning", message, values))
+        return ACTIONS_BY_RANK[self.dist.agree_max(ACTION_RANK[action])]
+
+    # --- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Windows and counters as plain types (`torch.load(weights_only=True)` reads them)."""
+        return {
+            "version": STATE_VERSION,
+            "step": self.step,
+            "checks": {check.kinds[0]: check.state_dict() for check in self.checks},
+            "nonfinite": self.gate.state_dict(),
+            "rate_limits": self.limiter.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any] | None) -> None:
+        """Continue monitoring where a checkpoint left off (None: a checkpoint without health state)."""
+        if not state:
+            return
+        self.step = int(state.get("step", 0))
+        saved = state.get("checks", {})
+        for check in self.checks:
+            check.load_state_dict(dict(saved.get(check.kinds[0], {})))
+        self.gate.load_state_dict(dict(state.get("nonfinite", {})))
+        self.limiter.load_state_dict(dict(state.get("rate_limits", {})))
+
+    def truncate_after(self, step: int) -> None:
+        """On resume: events past the resumed step are dropped (as for metrics.jsonl)."""
+        self.sink.truncate_after(step)

@@ -1,0 +1,604 @@
+"""Interoperability with the ORIGINAL HiFi-GAN files, checked against an independent re-creation of its models.
+
+The Legacy* classes below re-create jik876/hifi-gan's models.py with the LEGACY `torch.nn.utils.weight_norm` /
+`spectral_norm` hooks (so their state dicts carry weight_g/weight_v and weight_orig/weight_u/weight_v), and the
+files are written as its train.py does. `div` shrinks the discriminators' widths for speed (1 = the original).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn import AvgPool1d, Conv1d, Conv2d, ConvTranspose1d
+
+from gankit.compat.hifigan_original import (
+    check_optimizer_state,
+    gankit_to_original,
+    generator_parameter_shapes,
+    load_state_dict_checked,
+    original_to_gankit,
+    read_original_generator,
+    read_original_training_state,
+    write_original_generator,
+)
+from gankit.errors import CheckpointError
+from gankit.models.hifigan import (
+    HifiGanGenerator,
+    HifiGanGeneratorConfig,
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+)
+
+# The legacy hooks are the point of these tests.
+pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning")
+weight_norm = torch.nn.utils.weight_norm
+spectral_norm = torch.nn.utils.spectral_norm
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors gain nothing from threads, and on a shared 2-core machine spinning OpenMP workers cost 10-100×."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+LRELU_SLOPE = 0.1
+
+
+def get_padding(kernel_size, dilation=1):
+    return int((kernel_size * dilation - dilation) / 2)
+
+
+def init_weights(m, mean=0.0, std=0.01):
+    if m.__class__.__name__.find("Conv") != -1:
+        m.weight.data.normal_(mean, std)
+
+
+class LegacyResBlock1(nn.Module):
+    def __init__(self, channels, kernel_size, dilation):
+        super().__init__()
+        self.convs1 = nn.ModuleList(
+            weight_norm(Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=get_padding(kernel_size, d)))
+            for d in dilation[:3]
+        )
+        self.convs1.apply(init_weights)
+        self.convs2 = nn.ModuleList(
+            weight_norm(Conv1d(channels, channels, kernel_size, 1, dilation=1, padding=get_padding(kernel_size, 1)))
+            for _ in range(3)
+        )
+        self.convs2.apply(init_weights)
+
+    def forward(self, x):
+        for c1, c2 in zip(self.convs1, self.convs2, strict=True):
+            xt = F.leaky_relu(x, LRELU_SLOPE)
+            xt = c1(xt)
+            xt = F.leaky_relu(xt, LRELU_SLOPE)
+            xt = c2(xt)
+            x = xt + x
+        return x
+
+
+class LegacyResBlock2(nn.Module):
+    def __init__(self, channels, kernel_size, dilation):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            weight_norm(Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=get_padding(kernel_size, d)))
+            for d in dilation[:2]
+        )
+        self.convs.apply(init_weights)
+
+    def forward(self, x):
+        for c in self.convs:
+            xt = F.leaky_relu(x, LRELU_SLOPE)
+            xt = c(xt)
+            x = xt + x
+        return x
+
+
+class LegacyGenerator(nn.Module):
+    def __init__(self, h):
+        super().__init__()
+        self.num_kernels = len(h.resblock_kernel_sizes)
+        self.num_upsamples = len(h.upsample_rates)
+        self.conv_pre = weight_norm(Conv1d(80, h.upsample_initial_channel, 7, 1, padding=3))
+        resblock = LegacyResBlock1 if h.resblock == "1" else LegacyResBlock2
+        self.ups = nn.ModuleList()
+        for i, (u, k) in enumerate(zip(h.upsample_rates, h.upsample_kernel_sizes, strict=True)):
+            self.ups.append(
+                weight_norm(
+                    ConvTranspose1d(
+                        h.upsample_initial_channel // (2**i),
+                        h.upsample_initial_channel // (2 ** (i + 1)),
+                        k,
+                        u,
+                        padding=(k - u) // 2,
+                    )
+                )
+            )
+        self.resblocks = nn.ModuleList()
+        for i in range(len(self.ups)):
+            ch = h.upsample_initial_channel // (2 ** (i + 1))
+            for k, d in zip(h.resblock_kernel_sizes, h.resblock_dilation_sizes, strict=True):
+                self.resblocks.append(resblock(ch, k, d))
+        self.conv_post = weight_norm(Conv1d(ch, 1, 7, 1, padding=3))
+        self.ups.apply(init_weights)
+        self.conv_post.apply(init_weights)
+
+    def forward(self, x):
+        x = self.conv_pre(x)
+        for i in range(self.num_upsamples):
+            x = F.leaky_relu(x, LRELU_SLOPE)
+            x = self.ups[i](x)
+            xs = None
+            for j in range(self.num_kernels):
+                if xs is None:
+                    xs = self.resblocks[i * self.num_kernels + j](x)
+                else:
+                    xs += self.resblocks[i * self.num_kernels + j](x)
+            x = xs / self.num_kernels
+        x = F.leaky_relu(x)
+        x = self.conv_post(x)
+        return torch.tanh(x)
+
+
+class LegacyDiscriminatorP(nn.Module):
+    def __init__(self, period, div=1, kernel_size=5, stride=3):
+        super().__init__()
+        self.period = period
+        w = [1] + [c // div for c in (32, 128, 512, 1024, 1024)]
+        self.convs = nn.ModuleList(
+            [
+                weight_norm(Conv2d(w[0], w[1], (kernel_size, 1), (stride, 1), padding=(get_padding(5, 1), 0))),
+                weight_norm(Conv2d(w[1], w[2], (kernel_size, 1), (stride, 1), padding=(get_padding(5, 1), 0))),
+                weight_norm(Conv2d(w[2], w[3], (kernel_size, 1), (stride, 1), padding=(get_padding(5, 1), 0))),
+                weight_norm(Conv2d(w[3], w[4], (kernel_size, 1), (stride, 1), padding=(get_padding(5, 1), 0))),
+                weight_norm(Conv2d(w[4], w[5], (kernel_size, 1), 1, padding=(2, 0))),
+            ]
+        )
+        self.conv_post = weight_norm(Conv2d(w[5], 1, (3, 1), 1, padding=(1, 0)))
+
+    def forward(self, x):
+        fmap = []
+        b, c, t = x.shape
+        if t % self.period != 0:
+            n_pad = self.period - (t % self.period)
+            x = F.pad(x, (0, n_pad), "reflect")
+            t = t + n_pad
+        x = x.view(b, c, t // self.period, self.period)
+        for layer in self.convs:
+            x = layer(x)
+            x = F.leaky_relu(x, LRELU_SLOPE)
+            fmap.append(x)
+        x = self.conv_post(x)
+        fmap.append(x)
+        return torch.flatten(x, 1, -1), fmap
+
+
+class LegacyMPD(nn.Module):
+    def __init__(self, div=1):
+        super().__init__()
+        self.discriminators = nn.ModuleList(LegacyDiscriminatorP(p, div) for p in (2, 3, 5, 7, 11))
+
+    def forward(self, y, y_hat):
+        out = ([], [], [], [])
+        for d in self.discriminators:
+            y_d_r, fmap_r = d(y)
+            y_d_g, fmap_g = d(y_hat)
+            for lst, v in zip(out, (y_d_r, y_d_g, fmap_r, fmap_g), strict=True):
+                lst.append(v)
+        return out
+
+
+class LegacyDiscriminatorS(nn.Module):
+    def __init__(self, use_spectral_norm=False, div=1):
+        super().__init__()
+        norm_f = spectral_norm if use_spectral_norm else weight_norm
+
+        def w(c):
+            return c // div
+
+        def g(groups, cin, cout):
+            return math.gcd(groups, cin, cout)
+
+        self.convs = nn.ModuleList(
+            [
+                norm_f(Conv1d(1, w(128), 15, 1, padding=7)),
+                norm_f(Conv1d(w(128), w(128), 41, 2, groups=g(4, w(128), w(128)), padding=20)),
+                norm_f(Conv1d(w(128), w(256), 41, 2, groups=g(16, w(128), w(256)), padding=20)),
+                norm_f(Conv1d(w(256), w(512), 41, 4, groups=g(16, w(256), w(512)), padding=20)),
+                norm_f(Conv1d(w(512), w(1024), 41, 4, groups=g(16, w(512), w(1024)), padding=20)),
+                norm_f(Conv1d(w(1024), w(1024), 41, 1, groups=g(16, w(1024), w(1024)), padding=20)),
+                norm_f(Conv1d(w(1024), w(1024), 5, 1, padding=2)),
+            ]
+        )
+        self.conv_post = norm_f(Conv1d(w(1024), 1, 3, 1, padding=1))
+
+    def forward(self, x):
+        fmap = []
+        for layer in self.convs:
+            x = layer(x)
+            x = F.leaky_relu(x, LRELU_SLOPE)
+            fmap.append(x)
+        x = self.conv_post(x)
+        fmap.append(x)
+        return torch.flatten(x, 1, -1), fmap
+
+
+class LegacyMSD(nn.Module):
+    def __init__(self, div=1):
+        super().__init__()
+        self.discriminators = nn.ModuleList(
+            [LegacyDiscriminatorS(True, div), LegacyDiscriminatorS(False, div), LegacyDiscriminatorS(False, div)]
+        )
+        self.meanpools = nn.ModuleList([AvgPool1d(4, 2, padding=2), AvgPool1d(4, 2, padding=2)])
+
+    def forward(self, y, y_hat):
+        out = ([], [], [], [])
+        for i, d in enumerate(self.discriminators):
+            if i != 0:
+                y = self.meanpools[i - 1](y)
+                y_hat = self.meanpools[i - 1](y_hat)
+            y_d_r, fmap_r = d(y)
+            y_d_g, fmap_g = d(y_hat)
+            for lst, v in zip(out, (y_d_r, y_d_g, fmap_r, fmap_g), strict=True):
+                lst.append(v)
+        return out
+
+
+# --- the original's files -------------------------------------------------------------------------------
+
+SMALL_V1 = {  # V1's layout (ResBlock1), narrower so the test runs in a blink
+    "resblock": "1",
+    "upsample_rates": [8, 8, 2, 2],
+    "upsample_kernel_sizes": [16, 16, 4, 4],
+    "upsample_initial_channel": 64,
+    "resblock_kernel_sizes": [3, 7, 11],
+    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+}
+V3 = {
+    "resblock": "2",
+    "upsample_rates": [8, 8, 4],
+    "upsample_kernel_sizes": [16, 16, 8],
+    "upsample_initial_channel": 256,
+    "resblock_kernel_sizes": [3, 5, 7],
+    "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]],
+}
+AUDIO = {
+    "segment_size": 8192,
+    "num_mels": 80,
+    "num_freq": 1025,
+    "n_fft": 1024,
+    "hop_size": 256,
+    "win_size": 1024,
+    "sampling_rate": 22050,
+    "fmin": 0,
+    "fmax": 8000,
+    "fmax_for_loss": None,
+}
+DIV = 16  # discriminator width divisor for the do_ file
+
+
+def h_of(model: dict) -> SimpleNamespace:
+    return SimpleNamespace(**model, **AUDIO, learning_rate=0.0002, adam_b1=0.8, adam_b2=0.99)
+
+
+def write_config(folder: Path, model: dict) -> None:
+    (folder / "config.json").write_text(json.dumps({**model, **AUDIO}, indent=4))
+
+
+def randomize(module: nn.Module) -> None:
+    """Random weights everywhere (the legacy init would leave g = ‖v‖ and identical-looking layers)."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(torch.rand_like(p) * 0.2 + 0.02 if name.endswith("weight_g") else torch.randn_like(p) * 0.05)
+
+
+@pytest.fixture(scope="module")
+def original_run(tmp_path_factory):
+    """A checkpoint folder as the original train.py leaves it: g_00012345, do_00012345, config.json."""
+    torch.manual_seed(1234)
+    folder = tmp_path_factory.mktemp("cp_hifigan")
+    h = h_of(SMALL_V1)
+    generator, mpd, msd = LegacyGenerator(h), LegacyMPD(DIV), LegacyMSD(DIV)
+    for net in (generator, mpd, msd):
+        randomize(net)
+    optim_g = torch.optim.AdamW(generator.parameters(), h.learning_rate, betas=[h.adam_b1, h.adam_b2])
+    optim_d = torch.optim.AdamW(
+        itertools.chain(msd.parameters(), mpd.parameters()), h.learning_rate, betas=[h.adam_b1, h.adam_b2]
+    )
+    for opt in (optim_g, optim_d):  # distinct moments for every parameter
+        for group in opt.param_groups:
+            for p in group["params"]:
+                p.grad = torch.randn_like(p)
+        opt.step()
+    with torch.no_grad():  # converge spectral norm's u, v as training does over its first steps
+        for _ in range(50):
+            msd(torch.randn(1, 1, 256), torch.randn(1, 1, 256))
+    write_config(folder, SMALL_V1)
+    torch.save({"generator": generator.state_dict()}, folder / "g_00012345")
+    torch.save(
+        {
+            "mpd": mpd.state_dict(),
+            "msd": msd.state_dict(),
+            "optim_g": optim_g.state_dict(),
+            "optim_d": optim_d.state_dict(),
+            "steps": 12345,
+            "epoch": 7,
+        },
+        folder / "do_00012345",
+    )
+    return SimpleNamespace(folder=folder, generator=generator, mpd=mpd, msd=msd, optim_g=optim_g, optim_d=optim_d)
+
+
+# --- generator ---------------------------------------------------------------------------------------------
+
+
+def test_generator_loads_strictly_and_sounds_the_same(original_run):
+    read = read_original_generator(original_run.folder / "g_00012345")
+    assert read.step == 12345
+    assert read.generator_config == HifiGanGeneratorConfig.from_dict({**SMALL_V1, "n_mels": 80}).to_dict()
+    assert read.frontend["preset"] == "hifigan"
+    assert (read.frontend["sample_rate"], read.frontend["hop_length"], read.frontend["fmax"]) == (22050, 256, 8000)
+    assert read.fmax_for_loss is None
+    gen = HifiGanGenerator(HifiGanGeneratorConfig.from_dict(read.generator_config)).eval()
+    gen.load_state_dict(read.state_dict, strict=True)
+    mel = torch.randn(1, 80, 6)
+    with torch.no_grad():
+        ours = gen(mel)
+        theirs = original_run.generator.eval()(mel)
+    assert ours.shape == (1, 1, 6 * 256)
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_resblock2_generator_matches(tmp_path):
+    torch.manual_seed(0)
+    legacy = LegacyGenerator(h_of(V3)).eval()
+    randomize(legacy)
+    write_config(tmp_path, V3)
+    torch.save({"generator": legacy.state_dict()}, tmp_path / "generator_v3")
+    read = read_original_generator(tmp_path / "generator_v3")
+    assert read.step is None
+    gen = HifiGanGenerator(HifiGanGeneratorConfig.from_dict(read.generator_config)).eval()
+    load_state_dict_checked(gen, read.state_dict, "generator_v3")
+    mel = torch.randn(1, 80, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(gen(mel), legacy(mel), atol=1e-5, rtol=0)
+
+
+def test_generator_saved_without_weight_norm_reads(tmp_path):
+    """Some published generators were saved after remove_weight_norm(): plain `X.weight` instead of g/v."""
+    torch.manual_seed(1)
+    legacy = LegacyGenerator(h_of({**V3, "upsample_initial_channel": 32})).eval()
+    randomize(legacy)
+    for module in legacy.modules():
+        if hasattr(module, "weight_g"):
+            torch.nn.utils.remove_weight_norm(module)
+    write_config(tmp_path, {**V3, "upsample_initial_channel": 32})
+    torch.save({"generator": legacy.state_dict()}, tmp_path / "g_00000005")
+    read = read_original_generator(tmp_path / "g_00000005")
+    gen = HifiGanGenerator(HifiGanGeneratorConfig.from_dict(read.generator_config)).eval()
+    gen.load_state_dict(read.state_dict, strict=True)
+    mel = torch.randn(1, 80, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(gen(mel), legacy(mel), atol=1e-5, rtol=0)
+
+
+def test_full_size_names_shapes_and_parameter_order_match():
+    """V1, MPD and MSD at the original widths (on the meta device): same keys, shapes and parameters() order."""
+    with torch.device("meta"):
+        pairs = [
+            (
+                LegacyGenerator(h_of({**SMALL_V1, "upsample_initial_channel": 512})),
+                HifiGanGenerator(HifiGanGeneratorConfig()),
+            ),
+            (LegacyMPD(), MultiPeriodDiscriminator()),
+            (LegacyMSD(), MultiScaleDiscriminator()),
+        ]
+    for legacy, ours in pairs:
+        mapped = original_to_gankit(legacy.state_dict())
+        assert list(mapped) == list(ours.state_dict())
+        assert all(mapped[k].shape == v.shape for k, v in ours.state_dict().items())
+        legacy_names = [n for n, _ in legacy.named_parameters()]
+        assert list(original_to_gankit(dict.fromkeys(legacy_names))) == [n for n, _ in ours.named_parameters()]
+
+
+# --- discriminators and optimizers -------------------------------------------------------------------------
+
+
+def test_discriminators_load_and_score_the_same(original_run):
+    state = read_original_training_state(
+        original_run.folder / "do_00012345", {"channel_divisor": DIV}, {"channel_divisor": DIV}
+    )
+    assert (state.steps, state.epoch) == (12345, 7)
+    mpd, msd = MultiPeriodDiscriminator(channel_divisor=DIV), MultiScaleDiscriminator(channel_divisor=DIV)
+    mpd.load_state_dict(state.mpd, strict=True)
+    msd.load_state_dict(state.msd, strict=True)
+    # spectral norm's power-iteration buffers came across unchanged
+    torch.testing.assert_close(
+        msd.discriminators[0].convs[3].parametrizations.weight[0]._u,
+        original_run.msd.discriminators[0].convs[3].weight_u,
+        rtol=0,
+        atol=0,
+    )
+    y, y_hat = torch.randn(2, 1, 700), torch.randn(2, 1, 700)
+    with torch.no_grad():
+        for mode in ("eval", "train"):  # train: one power iteration per forward on both sides, in either order
+            for ours, legacy in ((mpd, original_run.mpd), (msd, original_run.msd)):
+                ours.train(mode == "train")
+                legacy.train(mode == "train")
+                out_r, out_g = ours(y), ours(y_hat)
+                y_d_rs, y_d_gs, fmap_rs, _ = legacy(y, y_hat)
+                for a, b in zip(out_r.scores + out_g.scores, y_d_rs + y_d_gs, strict=True):
+                    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+                for fa, fb in zip(out_r.features, fmap_rs, strict=True):
+                    assert len(fa) == len(fb)
+                    for a, b in zip(fa, fb, strict=True):
+                        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    original_run.msd.eval()
+
+
+def test_optimizer_state_loads_by_position(original_run):
+    state = read_original_training_state(
+        original_run.folder / "do_00012345", {"channel_divisor": DIV}, {"channel_divisor": DIV}
+    )
+    mpd, msd = MultiPeriodDiscriminator(channel_divisor=DIV), MultiScaleDiscriminator(channel_divisor=DIV)
+    mpd.load_state_dict(state.mpd)
+    msd.load_state_dict(state.msd)
+    opt_d = torch.optim.AdamW(itertools.chain(msd.parameters(), mpd.parameters()), 2e-4, betas=(0.8, 0.99))
+    opt_d.load_state_dict(state.optim_d)
+    legacy_params = {f"msd.{n}": p for n, p in original_run.msd.named_parameters()}
+    legacy_params |= {f"mpd.{n}": p for n, p in original_run.mpd.named_parameters()}
+    named = [(f"msd.{n}", p) for n, p in msd.named_parameters()] + [(f"mpd.{n}", p) for n, p in mpd.named_parameters()]
+    assert len(named) == len(legacy_params)
+    for name, p in named:
+        legacy = legacy_params[next(iter(gankit_to_original({name: None})))]
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(opt_d.state[p][key], original_run.optim_d.state[legacy][key], rtol=0, atol=0)
+
+    check_optimizer_state(state.optim_g, generator_parameter_shapes(SMALL_V1), "optim_g")
+    with pytest.raises(CheckpointError, match="covers"):
+        check_optimizer_state(state.optim_g, generator_parameter_shapes(V3), "optim_g")
+    gen = HifiGanGenerator(HifiGanGeneratorConfig.from_dict(SMALL_V1))
+    opt_g = torch.optim.AdamW(gen.parameters(), 2e-4, betas=(0.8, 0.99))
+    opt_g.load_state_dict(state.optim_g)
+    legacy_g = dict(original_run.generator.named_parameters())
+    for name, p in gen.named_parameters():
+        legacy = legacy_g[next(iter(gankit_to_original({name: None})))]
+        torch.testing.assert_close(opt_g.state[p]["exp_avg"], original_run.optim_g.state[legacy]["exp_avg"])
+
+
+def test_do_file_with_other_widths_names_the_keys(original_run):
+    with pytest.raises(CheckpointError) as err:
+        read_original_training_state(original_run.folder / "do_00012345")  # expects the original widths
+    assert "shape mismatch" in str(err.value) and "discriminators.0.convs.0" in str(err.value)
+
+
+# --- names, writing, refusing -----------------------------------------------------------------------------
+
+
+def test_spectral_norm_names_round_trip(original_run):
+    legacy = original_run.msd.state_dict()
+    ours = original_to_gankit(legacy)
+    assert "discriminators.0.convs.0.parametrizations.weight.original" in ours
+    assert "discriminators.0.convs.0.parametrizations.weight.0._u" in ours
+    assert "discriminators.0.convs.0.parametrizations.weight.0._v" in ours
+    assert "discriminators.1.convs.0.parametrizations.weight.original1" in ours  # weight norm's v, not spectral's
+    back = gankit_to_original(ours)
+    assert list(back) == list(legacy)
+    assert all(back[k] is legacy[k] for k in legacy)
+    gankit_sd = MultiScaleDiscriminator(channel_divisor=DIV).state_dict()
+    again = original_to_gankit(gankit_to_original(gankit_sd))
+    assert list(again) == list(gankit_sd) and all(again[k] is gankit_sd[k] for k in gankit_sd)
+
+
+def test_write_then_read_round_trip(tmp_path):
+    torch.manual_seed(3)
+    gen = HifiGanGenerator(HifiGanGeneratorConfig.from_dict(SMALL_V1))
+    frontend = {
+        "preset": "hifigan",
+        "sample_rate": 22050,
+        "n_fft": 1024,
+        "hop_length": 256,
+        "win_length": 1024,
+        "n_mels": 80,
+        "fmin": 0,
+        "fmax": 8000,
+    }
+    path = write_original_generator(tmp_path, gen, gen.cfg.to_dict(), frontend, step=42, fmax_for_loss=None)
+    assert path == tmp_path / "g_00000042"
+    config = json.loads((tmp_path / "config.json").read_text())
+    for key, value in {**SMALL_V1, **AUDIO}.items():
+        assert config[key] == value, key
+    raw = torch.load(path, weights_only=True)
+    assert set(raw) == {"generator"} and "conv_pre.weight_g" in raw["generator"]
+
+    read = read_original_generator(path)
+    assert read.step == 42
+    assert read.state_dict.keys() == gen.state_dict().keys()
+    for key, value in gen.state_dict().items():
+        assert torch.equal(read.state_dict[key], value), key
+
+    # the original's own model loads the file strictly, from config.json as inference.py does
+    legacy = LegacyGenerator(SimpleNamespace(**config)).eval()
+    legacy.load_state_dict(raw["generator"], strict=True)
+    mel = torch.randn(1, 80, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(legacy(mel), gen.eval()(mel), atol=1e-5, rtol=0)
+
+    # an inference generator (weight norm removed) writes the same original form
+    folded = HifiGanGenerator(HifiGanGeneratorConfig.from_dict(SMALL_V1))
+    folded.load_state_dict(gen.state_dict())
+    folded.remove_weight_norm()
+    path2 = write_original_generator(tmp_path / "g_00000043", folded, gen.cfg.to_dict(), frontend, step=43)
+    raw2 = torch.load(path2, weights_only=True)["generator"]
+    g, v = raw2["ups.0.weight_g"], raw2["ups.0.weight_v"]
+    torch.testing.assert_close(g * v / v.norm(dim=(1, 2), keepdim=True), gen.ups[0].weight.detach())
+    assert set(raw2) == set(raw["generator"])
+    nested = write_original_generator(tmp_path / "export", gen, gen.cfg.to_dict(), frontend, step=7)
+    assert nested == tmp_path / "export" / "g_00000007" and (tmp_path / "export" / "config.json").is_file()
+
+    with pytest.raises(CheckpointError, match="upsample_initial_channel"):  # config.json there says 64 channels
+        other = HifiGanGenerator(HifiGanGeneratorConfig.from_dict({**SMALL_V1, "upsample_initial_channel": 32}))
+        write_original_generator(tmp_path, other, other.cfg.to_dict(), frontend, step=44)
+
+
+def test_wrong_architecture_names_differing_keys(tmp_path):
+    torch.manual_seed(0)
+    legacy = LegacyGenerator(h_of({**V3, "upsample_initial_channel": 32}))
+    torch.save({"generator": legacy.state_dict()}, tmp_path / "g_00000001")
+    write_config(tmp_path, SMALL_V1)  # says ResBlock1 with 64 channels
+    with pytest.raises(CheckpointError) as err:
+        read_original_generator(tmp_path / "g_00000001")
+    message = str(err.value)
+    assert "g_00000001" in message
+    assert "missing ups.3, resblocks.0.convs1.0, resblocks.0.convs1.1" in message
+    assert "unexpected resblocks.0.convs.0, resblocks.0.convs.1" in message
+    assert "shape mismatch conv_pre.bias (file [32], model [64])" in message
+
+
+def test_missing_config_says_pass_config(tmp_path, original_run):
+    lone = tmp_path / "g_00012345"
+    lone.write_bytes((original_run.folder / "g_00012345").read_bytes())
+    with pytest.raises(CheckpointError, match="--config"):
+        read_original_generator(lone)
+    read = read_original_generator(lone, config_path=original_run.folder / "config.json")
+    assert read.step == 12345
+
+
+class Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_code_is_refused(tmp_path, original_run):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "g_00000001"
+    torch.save({"generator": Evil(marker)}, evil)
+    write_config(tmp_path, SMALL_V1)
+    with pytest.raises(CheckpointError, match="refused"):
+        read_original_generator(evil)
+    torch.save(
+        {"mpd": Evil(marker), "msd": {}, "optim_g": {}, "optim_d": {}, "steps": 1, "epoch": 0}, tmp_path / "do_00000001"
+    )
+    with pytest.raises(CheckpointError, match="refused"):
+        read_original_training_state(tmp_path / "do_00000001")
+    assert not marker.exists()
+
+
+def test_do_file_given_as_generator(original_run):
+    with pytest.raises(CheckpointError, match="do_ file"):
+        read_original_generator(original_run.folder / "do_00012345")
