@@ -71,3 +71,12 @@ def test_resume_keeps_saved_config_and_applies_only_safe_changes(tmp_path: Path)
     # Without a saved run the requested config is used as is.
     _, fresh, changed = config_for_run("hifigan_tiny", ["data.batch_size=2"], None)
     assert fresh["data"]["batch_size"] == 2 and changed == []
+
+
+def test_exponent_floats_are_numbers_as_users_write_them(tmp_path: Path) -> None:
+    _, c = load_config("hifigan_v1", ["optim.generator.lr=1e-4", "train.max_steps=10"])
+    assert c["optim"]["generator"]["lr"] == 1e-4 and isinstance(c["train"]["max_steps"], int)
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: hifigan_tiny\noptim:\n  discriminator: {lr: 5e-5}\n")
+    _, c = load_config(str(path))
+    assert c["optim"]["discriminator"]["lr"] == 5e-5

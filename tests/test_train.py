@@ -1,0 +1,122 @@
+"""Training the tiny HiFi-GAN end to end: run directory, resume, limits, accumulation, precision, warm-up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gankit.engine.jsonl import read_jsonl
+from tests.support.training import generator_weights, run_gankit, train_tiny
+
+
+def test_cli_run_writes_the_run_directory(tiny_corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = run_gankit(["train", "train.max_steps=4", "hifigan_tiny", "--run-dir", str(run), f"data.dir={tiny_corpus}",
+                         "data.segment_size=4096", "data.batch_size=2", "train.val_every=2", "device=cpu"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "run directory:" in result.stdout
+    for name in ("config.yaml", "environment.json", "metrics.jsonl", "validation.jsonl", "layer_grads.jsonl",
+                 "checkpoints/manifest.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").iterdir())
+    rows = list(read_jsonl(run / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert {"loss/g/mel", "loss/d/total", "lr/g", "grad_norm/g", "sec_per_step", "epoch"} <= set(rows[0])
+    val = list(read_jsonl(run / "validation.jsonl"))
+    assert [v["step"] for v in val] == [2, 4] and val[0]["val/mel_l1"] > 0
+    assert sorted(p.name for p in (run / "samples" / "step_00000004").iterdir()) == [
+        "utt_010.png", "utt_010.wav", "utt_011.png", "utt_011.wav"]
+    manifest = json.loads((run / "checkpoints" / "manifest.json").read_text())
+    assert manifest["latest"] == "state_00000004.pt" and manifest["best"] in ("state_00000002.pt", "state_00000004.pt")
+    state = torch.load(run / "checkpoints" / manifest["latest"], weights_only=True)  # plain types only
+    assert state["step"] == 4 and state["kind"] == "train_state"
+    assert not [e for e in read_jsonl(run / "events.jsonl") if e["severity"] != "info"]
+
+    again = run_gankit(["train", "hifigan_tiny", "--run-dir", str(run), f"data.dir={tiny_corpus}", "train.max_steps=4",
+                        "data.segment_size=4096", "data.batch_size=2", "train.val_every=2", "device=cpu"])
+    assert again.returncode == 0 and "nothing to do" in again.stdout + again.stderr
+
+    changed = run_gankit(["train", "hifigan_tiny", "--run-dir", str(run), f"data.dir={tiny_corpus}",
+                          "train.max_steps=6", "data.segment_size=4096", "data.batch_size=4", "train.val_every=2"])
+    assert changed.returncode == 2
+    assert "data.batch_size" in changed.stderr and "Traceback" not in changed.stderr
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tiny_corpus: Path, tmp_path: Path) -> None:
+    # 10 training clips at batch 2: 5 batches an epoch, so step 3 stops mid-epoch and 6 crosses an epoch.
+    common = ("train.num_threads=2", "optim.lr_decay_every=epoch")
+    assert train_tiny(tiny_corpus, tmp_path / "whole", "train.max_steps=6", *common) == 0
+    assert train_tiny(tiny_corpus, tmp_path / "split", "train.max_steps=3", *common) == 0
+    split_state = torch.load(tmp_path / "split" / "checkpoints" / "state_00000003.pt", weights_only=True)
+    assert split_state["step"] == 3 and split_state["samples_in_epoch"] == 6 and split_state["epoch"] == 0
+    assert train_tiny(tiny_corpus, tmp_path / "split", "train.max_steps=6", *common) == 0
+    whole, split = generator_weights(tmp_path / "whole"), generator_weights(tmp_path / "split")
+    assert whole.keys() == split.keys()
+    for key in whole:
+        assert torch.equal(whole[key], split[key]), key
+    end = torch.load(tmp_path / "split" / "checkpoints" / "state_00000006.pt", weights_only=True)
+    assert end["epoch"] == 1 and end["schedulers"]["g"]["last_epoch"] == 1  # one epoch ended, LR decayed once
+    rows = [r["step"] for r in read_jsonl(tmp_path / "split" / "metrics.jsonl")]
+    assert rows == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_drops_log_rows_past_the_checkpoint(tiny_corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train_tiny(tiny_corpus, run, "train.max_steps=2") == 0
+    with (run / "metrics.jsonl").open("a") as handle:  # rows of steps lost by a crash after the checkpoint
+        handle.write(json.dumps({"step": 3, "epoch": 0}) + "\n" + '{"step": 4, "ep')
+    assert train_tiny(tiny_corpus, run, "train.max_steps=3") == 0
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_accumulation_clipping_bf16_and_ema(tiny_corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train_tiny(tiny_corpus, run, "train.max_steps=2", "train.grad_accum=2", "train.grad_clip_g=1.0",
+                      "train.grad_clip_d=1.0", "train.precision=bf16", "train.ema_decay=0.9") == 0
+    rows = list(read_jsonl(run / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(r["loss/g/total"])) for r in rows)
+    state = torch.load(run / "checkpoints" / "state_00000002.pt", weights_only=True)
+    # 5 batches an epoch, 2 a step: after 2 steps the 1 batch left cannot make a step, so the epoch ends.
+    assert state["ema"] is not None and state["epoch"] == 1 and state["samples_in_epoch"] == 0
+    ema, live = state["ema"], state["networks"]["generator"]
+    assert any(not torch.equal(ema[k], live[k]) for k in ema)  # the EMA lags the live weights
+    gen_file = torch.load(run / "checkpoints" / "generator_00000002.pt", weights_only=True)
+    assert all(torch.equal(gen_file["state_dict"][k], ema[k]) for k in ema)  # the generator file is the EMA
+
+
+def test_warmup_trains_the_generator_alone(tiny_corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train_tiny(tiny_corpus, run, "train.max_steps=3", "train.warmup_steps=2", "train.ckpt_every=2") == 0
+    rows = list(read_jsonl(run / "metrics.jsonl"))
+    assert "loss/d/total" not in rows[0] and "loss/g/adv" not in rows[1]
+    assert "loss/d/total" in rows[2] and "loss/g/adv" in rows[2]
+    at_two = torch.load(run / "checkpoints" / "state_00000002.pt", weights_only=True)["networks"]
+    at_three = torch.load(run / "checkpoints" / "state_00000003.pt", weights_only=True)["networks"]
+    fresh = torch.load(run / "checkpoints" / "state_00000002.pt", weights_only=True)
+    assert fresh["optimizers"]["d"]["state"] == {}  # D's optimizer never stepped during warm-up
+    assert any(not torch.equal(at_two["mpd"][k], at_three["mpd"][k]) for k in at_two["mpd"])
+
+
+def test_init_from_a_gankit_generator_starts_a_new_run(tiny_corpus: Path, tmp_path: Path) -> None:
+    assert train_tiny(tiny_corpus, tmp_path / "a", "train.max_steps=2") == 0
+    source = tmp_path / "a" / "checkpoints" / "generator_00000002.pt"
+    assert train_tiny(tiny_corpus, tmp_path / "b", "train.max_steps=1", "optim.generator.lr=1e-12",
+                      init_from=str(source)) == 0
+    start = torch.load(source, weights_only=True)["state_dict"]
+    after = generator_weights(tmp_path / "b")
+    for key in start:  # one step at lr 1e-12 keeps the loaded weights (to float precision)
+        assert torch.allclose(start[key], after[key], atol=1e-6), key
+
+
+def test_init_from_another_architecture_names_the_keys(tiny_corpus: Path, tmp_path: Path) -> None:
+    from gankit.errors import CheckpointError
+
+    assert train_tiny(tiny_corpus, tmp_path / "a", "train.max_steps=1") == 0
+    source = tmp_path / "a" / "checkpoints" / "generator_00000001.pt"
+    with pytest.raises(CheckpointError, match=r"shape differs: conv_pre"):
+        train_tiny(tiny_corpus, tmp_path / "b", "train.max_steps=1", "model.generator.upsample_initial_channel=32",
+                   init_from=str(source))
