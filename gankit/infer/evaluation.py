@@ -1,0 +1,158 @@
+"""Score a vocoder the way the field does: resynthesise reference utterances from their mels, and the same
+mels through a Griffin-Lim baseline, then measure both against the references (gankit evaluate)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gankit.audio.io import read_audio, write_wav
+from gankit.errors import DataError, GankitError
+from gankit.metrics.summary import ALL_MEASURES, Summary, evaluate_pair_with_reasons, summarise
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+GRIFFIN_LIM = "griffin_lim"
+MODEL = "model"
+
+
+@dataclass
+class Reference:
+    id: str
+    path: Path
+
+
+@dataclass
+class SystemScores:
+    """Per-file rows and their summary for one system (the model or a baseline)."""
+
+    rows: list[dict[str, float | None]] = field(default_factory=list)
+    reasons: list[dict[str, str]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Summary]:
+        return summarise(self.rows)
+
+
+def find_references(data: str | Path, wav_dir: str | Path | None = None, limit: int | None = None) -> list[Reference]:
+    """DATA is a prepared corpus (its val.txt and wavs/), a file list (`id|text`) with `wav_dir`, or a folder
+    of audio files."""
+    from gankit.data.filelist import read_filelist
+
+    path = Path(data)
+    if path.is_dir() and (path / "val.txt").is_file():
+        entries, folder = read_filelist(path / "val.txt"), Path(wav_dir or path / "wavs")
+        refs = [Reference(e.id, folder / f"{e.id}.wav") for e in entries]
+    elif path.is_file():
+        if wav_dir is None:
+            raise DataError(f"{path}: a file list needs --wav-dir (the folder holding <id>.wav).")
+        refs = [Reference(e.id, Path(wav_dir) / f"{e.id}.wav") for e in read_filelist(path)]
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith("."))
+        refs = [Reference(str(p.relative_to(path).with_suffix("")), p) for p in files]
+    else:
+        raise DataError(f"{path}: no such corpus folder, file list or audio folder.")
+    if not refs:
+        raise DataError(f"{path}: no reference utterances found (expected val.txt, a file list or audio files).")
+    return refs[:limit] if limit else refs
+
+
+def evaluate_vocoder(
+    vocoder: Any,
+    references: Sequence[Reference],
+    baseline: str | None = GRIFFIN_LIM,
+    measures: Sequence[str] = ALL_MEASURES,
+    audio_dir: Path | None = None,
+    griffin_lim_iters: int = 32,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, SystemScores]:
+    """Scores per system ("model" and, unless `baseline` is None, "griffin_lim"), file by file.
+
+    Mel L1 is measured on the loss mel (fmax = sample_rate / 2, as HiFi-GAN's validation). A reference that
+    cannot be read is reported and skipped. With `audio_dir`, the resyntheses are written there.
+    """
+    from tqdm import tqdm
+
+    from gankit.metrics.griffin_lim import griffin_lim_from_mel
+
+    frontend = vocoder.frontend
+    loss_frontend = frontend.with_fmax(None)
+    systems = {MODEL: SystemScores()}
+    if baseline is not None:
+        if baseline != GRIFFIN_LIM:
+            raise DataError(f"unknown baseline '{baseline}'; the one available is griffin-lim.")
+        systems[GRIFFIN_LIM] = SystemScores()
+    for ref in tqdm(references, desc="evaluate", unit="file", disable=not progress):
+        try:
+            wave, _ = read_audio(ref.path, target_sr=vocoder.sample_rate)
+        except GankitError as exc:  # unreadable reference: report it and score the rest
+            log(f"skipped {ref.id}: {exc}")
+            continue
+        mel = frontend(torch.from_numpy(wave))
+        estimates = {MODEL: vocoder(mel).cpu().numpy()}
+        if GRIFFIN_LIM in systems:
+            estimates[GRIFFIN_LIM] = griffin_lim_from_mel(mel.numpy(), frontend, n_iter=griffin_lim_iters)
+        for name, estimate in estimates.items():
+            row, reasons = evaluate_pair_with_reasons(wave, estimate, vocoder.sample_rate, loss_frontend, measures)
+            systems[name].rows.append({"id": ref.id, **row})  # type: ignore[dict-item]
+            systems[name].reasons.append(reasons)
+            if audio_dir is not None:
+                write_wav(audio_dir / name / f"{ref.id}.wav", estimate, vocoder.sample_rate)
+    if not systems[MODEL].rows:
+        raise DataError("no reference utterance could be read; see the messages above.")
+    return systems
+
+
+def _numeric(rows: list[dict[str, Any]]) -> list[dict[str, float | None]]:
+    return [{k: v for k, v in row.items() if k != "id"} for row in rows]
+
+
+def results_json(systems: dict[str, SystemScores], meta: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {**meta, "systems": {}}
+    for name, scores in systems.items():
+        out["systems"][name] = {
+            "summary": {k: s.to_dict() for k, s in summarise(_numeric(scores.rows)).items()},
+            "files": [{**row, "unscored": reasons} for row, reasons in zip(scores.rows, scores.reasons, strict=True)],
+        }
+    return out
+
+
+# Which direction is better, for the table.
+HIGHER_IS_BETTER = {"pesq_wb", "stoi"}
+
+
+def format_table(systems: dict[str, SystemScores]) -> str:
+    """A terminal table: one row per measure, one column per system, mean ± 95% interval half-width (n)."""
+    summaries = {name: summarise(_numeric(s.rows)) for name, s in systems.items()}
+    measures = list(next(iter(summaries.values())))
+    names = list(summaries)
+    header = ["measure", *names]
+    lines = [header]
+    for measure in measures:
+        arrow = "↑" if measure in HIGHER_IS_BETTER else "↓"
+        cells = [f"{measure} {arrow}"]
+        for name in names:
+            s = summaries[name].get(measure)
+            cells.append("—" if s is None or s.mean is None else f"{s.mean:.3f} ± {s.half_width:.3f} (n={s.n})")
+        lines.append(cells)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def write_results(path: Path, data: dict[str, Any]) -> None:
+    from gankit import atomic
+
+    atomic.write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def mean_of(systems: dict[str, SystemScores], system: str, measure: str) -> float | None:
+    """The mean of one measure for one system (None when nothing scored)."""
+    summary = summarise(_numeric(systems[system].rows)).get(measure)
+    return None if summary is None else summary.mean
+
