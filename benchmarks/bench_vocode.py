@@ -9,8 +9,9 @@ busy machine slows both alike) and the median of each is reported. Peak memory: 
 loaded model holds; on CPU the growth of the peak RSS (`resource`; its high-water mark reset first through
 /proc/self/clear_refs and freed heap handed back, so each peak is its own) over the RSS just before synthesis.
 
-    .venv/bin/python benchmarks/bench_vocode.py       # quick: 1 s of audio, 3 repeats (< 1 min on 2 idle cores)
-    .venv/bin/python benchmarks/bench_vocode.py --seconds 10 --repeats 10 --device cuda
+    .venv/bin/python benchmarks/bench_vocode.py       # quick: 1 s of audio, 3 repeats, 1 CPU thread (< 1 min)
+    .venv/bin/python benchmarks/bench_vocode.py --seconds 10 --repeats 10 --threads 0   # longer, all cores
+    .venv/bin/python benchmarks/bench_vocode.py --seconds 10 --repeats 20 --device cuda
 """
 
 from __future__ import annotations
@@ -34,12 +35,15 @@ PATHS = ("naive", "gankit")
 @dataclass
 class Peak:
     bytes: int
-    is_bound: bool  # CPU without a resettable high-water mark: an upper bound (it includes earlier peaks)
+    is_bound: bool  # CPU without a resettable high-water mark or /proc: an upper bound (includes earlier peaks)
 
 
-def _current_rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _current_rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None  # not Linux
 
 
 def _peak_rss_bytes() -> int:
@@ -76,7 +80,7 @@ class Setup:
     params: int
 
 
-def build(config_key: str, path: str, device: str, seconds: float, threads: int | None) -> Setup:
+def build(config_key: str, path: str, device: str, seconds: float) -> Setup:
     """One config's generator on one path, and the mel it synthesises from."""
     import torch
 
@@ -85,8 +89,6 @@ def build(config_key: str, path: str, device: str, seconds: float, threads: int 
     from gankit.infer.loading import resolve_device
     from gankit.models import build_generator
 
-    if threads:
-        torch.set_num_threads(threads)
     target = resolve_device(device)
     _, config = load_config(CONFIGS[config_key])
     frontend = config["frontend"]
@@ -132,12 +134,14 @@ def peak_memory(setup: Setup) -> Peak:
     reset = _reset_peak_rss()
     before = _current_rss_bytes()
     setup.run(setup.mel)
+    if before is None:  # no current RSS to subtract: the whole process' peak, an upper bound
+        return Peak(_peak_rss_bytes(), True)
     return Peak(max(0, _peak_rss_bytes() - before), not reset)
 
 
 def time_paths(config_key: str, args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, Setup]]:
     """Seconds per run for each path, the paths alternating (order flipped each round), and the setups."""
-    setups = {p: build(config_key, p, args.device, args.seconds, args.threads) for p in PATHS}
+    setups = {p: build(config_key, p, args.device, args.seconds) for p in PATHS}
     for setup in setups.values():
         for _ in range(args.warmup):
             setup.run(setup.mel)
@@ -156,18 +160,13 @@ def machine_line(device: str) -> str:
 
     from gankit.infer.loading import resolve_device
 
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    if __package__ in (None, ""):  # run as a script (python benchmarks/bench_vocode.py): put the repo root on the path
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.machine import describe_machine
+
     target = resolve_device(device)
     where = torch.cuda.get_device_name(target) if target.type == "cuda" else "the CPU"
-    return (f"machine: {cpu}, {torch.get_num_threads()} torch threads ({os.cpu_count()} logical CPUs); torch "
-            f"{torch.__version__}; python {platform.python_version()}; synthesising on {where}")
+    return f"machine: {describe_machine()}; python {platform.python_version()}; synthesising on {where}"
 
 
 def _mib(n: int) -> str:
@@ -181,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="audio synthesised per run (default 1.0)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs per path first (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per path; the median counts (default 3)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1; 0 = torch's choice, one per core). One thread by default: "
+                        "on a shared machine, OpenMP workers spinning against other jobs make timings 5-20× slower "
+                        "and erratic")
     args = parser.parse_args(argv)
     keys = [k.strip() for k in args.configs.split(",") if k.strip()]
     unknown = [k for k in keys if k not in CONFIGS]
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    if args.threads:
+    if args.threads > 0:
         torch.set_num_threads(args.threads)
     print(machine_line(args.device))
     print(f"{args.seconds:g} s of audio per run; median of {args.repeats} alternating runs per path after "

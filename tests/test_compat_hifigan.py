@@ -1,24 +1,20 @@
 """Interoperability with the ORIGINAL HiFi-GAN files, checked against an independent re-creation of its models.
 
-The Legacy* classes below re-create jik876/hifi-gan's models.py with the LEGACY `torch.nn.utils.weight_norm` /
-`spectral_norm` hooks (so their state dicts carry weight_g/weight_v and weight_orig/weight_u/weight_v), and the
-files are written as its train.py does. `div` shrinks the discriminators' widths for speed (1 = the original).
+The Legacy* classes (tests/support/original_hifigan.py) re-create jik876/hifi-gan's models.py with the LEGACY
+`torch.nn.utils.weight_norm` / `spectral_norm` hooks (so their state dicts carry weight_g/weight_v and
+weight_orig/weight_u/weight_v), and the files are written as its train.py does.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.nn import AvgPool1d, Conv1d, Conv2d, ConvTranspose1d
 
 from gankit.compat.hifigan_original import (
     check_optimizer_state,
@@ -37,11 +33,18 @@ from gankit.models.hifigan import (
     MultiPeriodDiscriminator,
     MultiScaleDiscriminator,
 )
+from tests.support.original_hifigan import (
+    AUDIO,
+    LegacyGenerator,
+    LegacyMPD,
+    LegacyMSD,
+    h_of,
+    randomize,
+    write_config,
+)
 
 # The legacy hooks are the point of these tests.
 pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning")
-weight_norm = torch.nn.utils.weight_norm
-spectral_norm = torch.nn.utils.spectral_norm
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -51,209 +54,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-LRELU_SLOPE = 0.1
-
-
-def get_padding(kernel_size, dilation=1):
-    return int((kernel_size * dilation - dilation) / 2)
-
-
-def init_weights(m, mean=0.0, std=0.01):
-    if m.__class__.__name__.find("Conv") != -1:
-        m.weight.data.normal_(mean, std)
-
-
-class LegacyResBlock1(nn.Module):
-    def __init__(self, channels, kernel_size, dilation):
-        super().__init__()
-        self.convs1 = nn.ModuleList(
-            weight_norm(Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=get_padding(kernel_size, d)))
-            for d in dilation[:3]
-        )
-        self.convs1.apply(init_weights)
-        self.convs2 = nn.ModuleList(
-            weight_norm(Conv1d(channels, channels, kernel_size, 1, dilation=1, padding=get_padding(kernel_size, 1)))
-            for _ in range(3)
-        )
-        self.convs2.apply(init_weights)
-
-    def forward(self, x):
-        for c1, c2 in zip(self.convs1, self.convs2, strict=True):
-            xt = F.leaky_relu(x, LRELU_SLOPE)
-            xt = c1(xt)
-            xt = F.leaky_relu(xt, LRELU_SLOPE)
-            xt = c2(xt)
-            x = xt + x
-        return x
-
-
-class LegacyResBlock2(nn.Module):
-    def __init__(self, channels, kernel_size, dilation):
-        super().__init__()
-        self.convs = nn.ModuleList(
-            weight_norm(Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=get_padding(kernel_size, d)))
-            for d in dilation[:2]
-        )
-        self.convs.apply(init_weights)
-
-    def forward(self, x):
-        for c in self.convs:
-            xt = F.leaky_relu(x, LRELU_SLOPE)
-            xt = c(xt)
-            x = xt + x
-        return x
-
-
-class LegacyGenerator(nn.Module):
-    def __init__(self, h):
-        super().__init__()
-        self.num_kernels = len(h.resblock_kernel_sizes)
-        self.num_upsamples = len(h.upsample_rates)
-        self.conv_pre = weight_norm(Conv1d(80, h.upsample_initial_channel, 7, 1, padding=3))
-        resblock = LegacyResBlock1 if h.resblock == "1" else LegacyResBlock2
-        self.ups = nn.ModuleList()
-        for i, (u, k) in enumerate(zip(h.upsample_rates, h.upsample_kernel_sizes, strict=True)):
-            self.ups.append(
-                weight_norm(
-                    ConvTranspose1d(
-                        h.upsample_initial_channel // (2**i),
-                        h.upsample_initial_channel // (2 ** (i + 1)),
-                        k,
-                        u,
-                        padding=(k - u) // 2,
-                    )
-                )
-            )
-        self.resblocks = nn.ModuleList()
-        for i in range(len(self.ups)):
-            ch = h.upsample_initial_channel // (2 ** (i + 1))
-            for k, d in zip(h.resblock_kernel_sizes, h.resblock_dilation_sizes, strict=True):
-                self.resblocks.append(resblock(ch, k, d))
-        self.conv_post = weight_norm(Conv1d(ch, 1, 7, 1, padding=3))
-        self.ups.apply(init_weights)
-        self.conv_post.apply(init_weights)
-
-    def forward(self, x):
-        x = self.conv_pre(x)
-        for i in range(self.num_upsamples):
-            x = F.leaky_relu(x, LRELU_SLOPE)
-            x = self.ups[i](x)
-            xs = None
-            for j in range(self.num_kernels):
-                if xs is None:
-                    xs = self.resblocks[i * self.num_kernels + j](x)
-                else:
-                    xs += self.resblocks[i * self.num_kernels + j](x)
-            x = xs / self.num_kernels
-        x = F.leaky_relu(x)
-        x = self.conv_post(x)
-        return torch.tanh(x)
-
-
-class LegacyDiscriminatorP(nn.Module):
-    def __init__(self, period, div=1, kernel_size=5, stride=3):
-        super().__init__()
-        self.period = period
-        w = [1] + [c // div for c in (32, 128, 512, 1024, 1024)]
-        self.convs = nn.ModuleList(
-            [
-                weight_norm(Conv2d(w[0], w[1], (kernel_size, 1), (stride, 1), padding=(get_padding(5, 1), 0))),
-                weight_norm(Conv2d(w[1], w[2], (kernel_size, 1), (stride, 1), padding=(get_padding(5, 1), 0))),
-                weight_norm(Conv2d(w[2], w[3], (kernel_size, 1), (stride, 1), padding=(get_padding(5, 1), 0))),
-                weight_norm(Conv2d(w[3], w[4], (kernel_size, 1), (stride, 1), padding=(get_padding(5, 1), 0))),
-                weight_norm(Conv2d(w[4], w[5], (kernel_size, 1), 1, padding=(2, 0))),
-            ]
-        )
-        self.conv_post = weight_norm(Conv2d(w[5], 1, (3, 1), 1, padding=(1, 0)))
-
-    def forward(self, x):
-        fmap = []
-        b, c, t = x.shape
-        if t % self.period != 0:
-            n_pad = self.period - (t % self.period)
-            x = F.pad(x, (0, n_pad), "reflect")
-            t = t + n_pad
-        x = x.view(b, c, t // self.period, self.period)
-        for layer in self.convs:
-            x = layer(x)
-            x = F.leaky_relu(x, LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
-
-
-class LegacyMPD(nn.Module):
-    def __init__(self, div=1):
-        super().__init__()
-        self.discriminators = nn.ModuleList(LegacyDiscriminatorP(p, div) for p in (2, 3, 5, 7, 11))
-
-    def forward(self, y, y_hat):
-        out = ([], [], [], [])
-        for d in self.discriminators:
-            y_d_r, fmap_r = d(y)
-            y_d_g, fmap_g = d(y_hat)
-            for lst, v in zip(out, (y_d_r, y_d_g, fmap_r, fmap_g), strict=True):
-                lst.append(v)
-        return out
-
-
-class LegacyDiscriminatorS(nn.Module):
-    def __init__(self, use_spectral_norm=False, div=1):
-        super().__init__()
-        norm_f = spectral_norm if use_spectral_norm else weight_norm
-
-        def w(c):
-            return c // div
-
-        def g(groups, cin, cout):
-            return math.gcd(groups, cin, cout)
-
-        self.convs = nn.ModuleList(
-            [
-                norm_f(Conv1d(1, w(128), 15, 1, padding=7)),
-                norm_f(Conv1d(w(128), w(128), 41, 2, groups=g(4, w(128), w(128)), padding=20)),
-                norm_f(Conv1d(w(128), w(256), 41, 2, groups=g(16, w(128), w(256)), padding=20)),
-                norm_f(Conv1d(w(256), w(512), 41, 4, groups=g(16, w(256), w(512)), padding=20)),
-                norm_f(Conv1d(w(512), w(1024), 41, 4, groups=g(16, w(512), w(1024)), padding=20)),
-                norm_f(Conv1d(w(1024), w(1024), 41, 1, groups=g(16, w(1024), w(1024)), padding=20)),
-                norm_f(Conv1d(w(1024), w(1024), 5, 1, padding=2)),
-            ]
-        )
-        self.conv_post = norm_f(Conv1d(w(1024), 1, 3, 1, padding=1))
-
-    def forward(self, x):
-        fmap = []
-        for layer in self.convs:
-            x = layer(x)
-            x = F.leaky_relu(x, LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
-
-
-class LegacyMSD(nn.Module):
-    def __init__(self, div=1):
-        super().__init__()
-        self.discriminators = nn.ModuleList(
-            [LegacyDiscriminatorS(True, div), LegacyDiscriminatorS(False, div), LegacyDiscriminatorS(False, div)]
-        )
-        self.meanpools = nn.ModuleList([AvgPool1d(4, 2, padding=2), AvgPool1d(4, 2, padding=2)])
-
-    def forward(self, y, y_hat):
-        out = ([], [], [], [])
-        for i, d in enumerate(self.discriminators):
-            if i != 0:
-                y = self.meanpools[i - 1](y)
-                y_hat = self.meanpools[i - 1](y_hat)
-            y_d_r, fmap_r = d(y)
-            y_d_g, fmap_g = d(y_hat)
-            for lst, v in zip(out, (y_d_r, y_d_g, fmap_r, fmap_g), strict=True):
-                lst.append(v)
-        return out
 
 
 # --- the original's files -------------------------------------------------------------------------------
@@ -274,34 +74,7 @@ V3 = {
     "resblock_kernel_sizes": [3, 5, 7],
     "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]],
 }
-AUDIO = {
-    "segment_size": 8192,
-    "num_mels": 80,
-    "num_freq": 1025,
-    "n_fft": 1024,
-    "hop_size": 256,
-    "win_size": 1024,
-    "sampling_rate": 22050,
-    "fmin": 0,
-    "fmax": 8000,
-    "fmax_for_loss": None,
-}
 DIV = 16  # discriminator width divisor for the do_ file
-
-
-def h_of(model: dict) -> SimpleNamespace:
-    return SimpleNamespace(**model, **AUDIO, learning_rate=0.0002, adam_b1=0.8, adam_b2=0.99)
-
-
-def write_config(folder: Path, model: dict) -> None:
-    (folder / "config.json").write_text(json.dumps({**model, **AUDIO}, indent=4))
-
-
-def randomize(module: nn.Module) -> None:
-    """Random weights everywhere (the legacy init would leave g = ‖v‖ and identical-looking layers)."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            p.copy_(torch.rand_like(p) * 0.2 + 0.02 if name.endswith("weight_g") else torch.randn_like(p) * 0.05)
 
 
 @pytest.fixture(scope="module")

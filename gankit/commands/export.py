@@ -1,0 +1,57 @@
+"""`gankit export --checkpoint CKPT --to-original OUT_DIR`: the generator as the original HiFi-GAN's
+`g_XXXXXXXX` + `config.json`, which the original inference.py / inference_e2e.py load."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a generator in the original HiFi-GAN format (g_XXXXXXXX + config.json)",
+        description="Export a HiFi-GAN generator trained on the hifigan mel preset to OUT_DIR/g_<step> (legacy "
+        "weight-norm names) and OUT_DIR/config.json, so the original repository's scripts can load it.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="gankit generator or training-state file, or a run directory (its latest generator)")
+    p.add_argument("--best", action="store_true", help="with a run directory: its best checkpoint")
+    p.add_argument("--config", default=None, metavar="JSON", help="config.json for an original g_ file")
+    p.add_argument("--to-original", required=True, type=Path, metavar="OUT_DIR",
+                   help="folder for g_XXXXXXXX and config.json (created if needed)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gankit.audio.mel import build_frontend
+    from gankit.compat.hifigan_original import write_original_generator
+    from gankit.errors import CheckpointError, ConfigError
+    from gankit.infer.loading import build_generator_from, read_checkpoint
+
+    loaded = read_checkpoint(args.checkpoint, config=args.config, best=args.best)
+    if loaded.family != "hifigan":
+        raise CheckpointError(
+            f"{loaded.path}: a {loaded.family} generator has no original HiFi-GAN format; only HiFi-GAN generators "
+            "export with --to-original"
+        )
+    preset = build_frontend(loaded.frontend_config).preset
+    if preset != "hifigan":
+        raise CheckpointError(
+            f"{loaded.path}: trained on mel preset {preset!r}, but the original HiFi-GAN scripts compute the "
+            "'hifigan' mel and would feed it other inputs; use the gankit checkpoint with gankit vocode instead"
+        )
+    if args.to_original.exists() and not args.to_original.is_dir():
+        raise ConfigError(f"{args.to_original}: --to-original exists and is not a folder; choose another path")
+    # Weight norm kept as trained: the g/v pairs are written exactly, not re-derived from folded weights.
+    generator = build_generator_from(loaded, "cpu")
+    step = loaded.step if isinstance(loaded.step, int) and loaded.step >= 0 else 0
+    args.to_original.mkdir(parents=True, exist_ok=True)
+    try:
+        path = write_original_generator(args.to_original, generator, loaded.generator_config,
+                                        loaded.frontend_config, step, loaded.fmax_for_loss)
+    except ConfigError as exc:
+        raise CheckpointError(f"{loaded.path}: cannot be exported: {exc}") from None
+    print(f"exported {loaded.describe()} → {path} and {path.parent / 'config.json'}; the original scripts load it "
+          f"with --checkpoint_file {path}")
+    return 0

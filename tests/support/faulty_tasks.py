@@ -1,0 +1,98 @@
+"""Test-only wrappers around the HiFi-GAN task that induce training failures inside the real engine.
+
+A test sets the faults and swaps the task in for "hifigan" (the config stays the default tiny one):
+
+    monkeypatch.setattr(faulty_tasks, "FAULTS", Faults(nan_loss_at={5}))
+    monkeypatch.setitem(gankit.tasks.TASKS, "hifigan", faulty_tasks.TASK_ENTRY)
+
+Steps are counted as the engine's generator-loss calls on the live networks: the k-th call is training step k
+(one micro-batch a step, no repeated steps); the unused-parameter probe works on copies and is not counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from gankit.tasks.base import LossTerms
+from gankit.tasks.hifigan import build_hifigan_task
+
+TASK_ENTRY = ("tests.support.faulty_tasks", "build_faulty_hifigan")
+
+
+@dataclass
+class Faults:
+    g_offset: float | None = None  # added to every generator output: a constant DC offset it cannot train away
+    zero_output_of: str | None = None  # generator submodule whose output is multiplied by 0 (its gradient is 0)
+    unused_module: str | None = None  # name of a trainable submodule added to the generator and never called
+    freeze_discriminators: bool = False  # requires_grad False on every discriminator parameter
+    nan_loss_at: set[int] = field(default_factory=set)  # steps whose generator loss is NaN
+    loss_scale_at: dict[int, float] = field(default_factory=dict)  # steps whose generator loss is multiplied
+
+
+FAULTS = Faults()
+
+
+def build_faulty_hifigan(config: Mapping[str, Any]) -> FaultyTask:
+    return FaultyTask(build_hifigan_task(config), FAULTS)
+
+
+def _add(offset: float) -> Any:
+    def hook(module: nn.Module, inputs: Any, output: Tensor) -> Tensor:
+        return output + offset
+
+    return hook
+
+
+def _zero(module: nn.Module, inputs: Any, output: Tensor) -> Tensor:
+    return output * 0.0
+
+
+class FaultyTask:
+    """The wrapped task in every respect but the configured faults."""
+
+    def __init__(self, inner: Any, faults: Faults) -> None:
+        self.inner = inner
+        self.faults = faults
+        self.generator: nn.Module | None = None
+        self.g_calls = 0  # generator-loss calls on the live generator: the training step being computed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        nets = self.inner.build_networks()
+        f = self.faults
+        g = nets["generator"]
+        if f.g_offset is not None:
+            g.register_forward_hook(_add(f.g_offset))
+        if f.zero_output_of is not None:
+            g.get_submodule(f.zero_output_of).register_forward_hook(_zero)
+        if f.unused_module is not None:
+            g.add_module(f.unused_module, nn.Conv1d(1, 1, 3, padding=1))
+        if f.freeze_discriminators:
+            for key in self.inner.discriminator_keys:
+                nets[key].requires_grad_(False)
+        self.generator = g
+        return nets
+
+    def generator_loss(
+        self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], gen: Any, adversarial: bool
+    ) -> LossTerms:
+        terms = self.inner.generator_loss(nets, batch, gen, adversarial)
+        if nets["generator"] is not self.generator:  # the probe's deep copies
+            return terms
+        self.g_calls += 1
+        step = self.g_calls
+        scale = self.faults.loss_scale_at.get(step)
+        if step in self.faults.nan_loss_at:
+            scale = float("nan")
+        if scale is None:
+            return terms
+        logs = dict(terms.logs)
+        logs["g/total"] = logs["g/total"] * scale
+        return dataclasses.replace(terms, total=terms.total * scale, logs=logs)

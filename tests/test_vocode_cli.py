@@ -1,0 +1,159 @@
+"""`gankit vocode`, `resynth` and `export` as users run them: separate processes, real files, exit codes."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from gankit.audio.mel import build_frontend
+from gankit.cli import main
+from gankit.compat.hifigan_original import read_original_generator
+from gankit.engine.state import generator_payload
+from gankit.infer import Vocoder, load_vocoder
+from gankit.models.hifigan import HifiGanGenerator, HifiGanGeneratorConfig
+from tests.support.corpus import voiced_clip
+from tests.support.original_hifigan import original_inference_e2e
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning")
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"upsample_initial_channel": 32}  # V1's layout at 1/16 of its width
+HOP = 256
+# Modules `gankit vocode` must not import: each costs 0.3-3 s of start-up and vocoding given mels needs none.
+HEAVY = ("librosa", "numba", "matplotlib", "tensorboard", "scipy", "omegaconf", "gankit.tasks", "gankit.engine.trainer")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """In-process forwards too: on a shared 2-core machine, OpenMP workers spinning against other jobs cost 10-50×."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def gankit(*args: str | Path, python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    # One thread: on a shared 2-core machine, OpenMP workers spinning against other jobs cost 10-50×.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, *python_flags, "-m", "gankit", *map(str, args)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=REPO,
+    )
+
+
+def ln_mel(frames: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.maximum(rng.normal(-5.0, 2.5, size=(80, frames)), np.log(1e-5)).astype(np.float32)
+
+
+def save_generator(path: Path, frontend: dict, seed: int = 0, step: int = 5) -> HifiGanGenerator:
+    torch.manual_seed(seed)
+    generator = HifiGanGenerator(HifiGanGeneratorConfig.from_dict(TINY))
+    with torch.no_grad():  # louder than the default init, so int16 output is more than a few steps of noise
+        generator.conv_post.parametrizations.weight.original0.mul_(50)
+    task = SimpleNamespace(name="hifigan", generator_config=generator.cfg.to_dict, frontend=build_frontend(frontend))
+    torch.save(generator_payload(task, generator, step), path)
+    return generator
+
+
+@pytest.fixture(scope="module")
+def generator_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "generator_00000005.pt"
+    save_generator(path, {"preset": "hifigan"})
+    return path
+
+
+def test_vocode_writes_16bit_wavs_and_imports_little(generator_file, tmp_path):
+    mels = tmp_path / "mels"
+    mels.mkdir()
+    np.save(mels / "two_d.npy", ln_mel(21, 1))
+    np.save(mels / "three_d.npy", ln_mel(13, 2)[None])
+    out = tmp_path / "out"
+    done = gankit("vocode", "--checkpoint", generator_file, mels, "--out-dir", out, "--verbose",
+                  python_flags=("-X", "importtime"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name, frames in (("two_d", 21), ("three_d", 13)):
+        info = sf.info(out / f"{name}.wav")
+        assert (info.subtype, info.samplerate, info.channels, info.frames) == ("PCM_16", 22050, 1, frames * HOP)
+        audio, _ = sf.read(out / f"{name}.wav", dtype="int16")
+        assert np.abs(audio.astype(int)).max() > 100  # not silence
+    assert "vocoded 2 files" in done.stdout and "× real time" in done.stdout
+    assert "two_d.npy → " in done.stdout  # --verbose: a line per file with its own speed
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
+    assert "torch" in imported  # the check itself works
+    heavy = sorted(m for m in imported if m.startswith(HEAVY))
+    assert not heavy, f"gankit vocode imported {heavy[:8]}"
+
+
+def test_bad_mel_exits_2_with_one_line_error(generator_file, tmp_path):
+    bad = tmp_path / "vocos_mel.npy"
+    np.save(bad, np.zeros((100, 30), np.float32))
+    done = gankit("vocode", "--checkpoint", generator_file, bad, "--out-dir", tmp_path / "out")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: has 100 mel bands"), done.stderr
+    assert "expects 80 bands" in lines[0]
+    assert not (tmp_path / "out" / "vocos_mel.wav").exists()
+
+
+def test_corrupt_checkpoint_exits_2_with_one_line_error(generator_file, tmp_path):
+    corrupt = tmp_path / "generator_00000009.pt"
+    corrupt.write_bytes(generator_file.read_bytes()[:3000])
+    np.save(tmp_path / "m.npy", ln_mel(5, 0))
+    done = gankit("vocode", "--checkpoint", corrupt, tmp_path / "m.npy", "--out-dir", tmp_path / "out")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {corrupt}: not a readable checkpoint"), done.stderr
+
+
+def test_resynth_resamples_and_says_so(generator_file, tmp_path):
+    wav = tmp_path / "speech16k.wav"
+    clip = voiced_clip(0.7, 16000, 120.0, seed=2)
+    sf.write(wav, clip, 16000, subtype="PCM_16")
+    done = gankit("resynth", "--checkpoint", generator_file, wav, "--out-dir", tmp_path / "out")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "16000 Hz" in done.stderr and "resampling it to the model's 22050 Hz" in done.stderr
+    assert "resynthesised 1 file" in done.stdout and "× real time" in done.stdout
+    info = sf.info(tmp_path / "out" / "speech16k.wav")
+    resampled = math.ceil(len(clip) * 22050 / 16000)  # librosa.resample's output length
+    frames = build_frontend({"preset": "hifigan"}).num_frames(resampled)
+    assert (info.samplerate, info.subtype, info.frames) == (22050, "PCM_16", frames * HOP)
+
+
+def test_export_to_original_round_trips(generator_file, tmp_path):
+    out = tmp_path / "original"
+    done = gankit("export", "--checkpoint", generator_file, "--to-original", out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "g_00000005").is_file() and (out / "config.json").is_file()
+
+    read = read_original_generator(out / "g_00000005")
+    generator = HifiGanGenerator(HifiGanGeneratorConfig.from_dict(read.generator_config))
+    generator.load_state_dict(read.state_dict, strict=True)
+    exported = Vocoder(generator, read.frontend, "hifigan")
+    source = load_vocoder(generator_file)
+    mel = ln_mel(24, 3)
+    torch.testing.assert_close(exported(mel), source(mel), atol=0, rtol=0)
+
+    # and the original inference_e2e.py loads it and writes the same audio (within its int16 truncation)
+    np.save(tmp_path / "utt.npy", mel[None])
+    theirs = original_inference_e2e(out / "g_00000005", tmp_path / "utt.npy")
+    ours = np.round(np.clip(source(mel).numpy(), -1, 1) * 32767).astype(int)
+    assert np.abs(theirs.astype(int)).max() > 100 and np.abs(ours - theirs).max() <= 2
+
+
+def test_export_refuses_another_mel_preset(tmp_path, capsys):
+    path = tmp_path / "generator_00000001.pt"
+    save_generator(path, {"preset": "melgan"})
+    assert main(["export", "--checkpoint", str(path), "--to-original", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: trained on mel preset 'melgan'")
+    assert not (tmp_path / "out").exists()
