@@ -12,7 +12,7 @@ from gankit.errors import GankitError
 
 # Subcommand → module in gankit.commands. Each module imports only argparse at its top, so building
 # the parser is cheap; torch, librosa and matplotlib are imported inside `run`.
-COMMANDS: tuple[str, ...] = ("prepare", "train", "vocode", "resynth", "export")
+COMMANDS: tuple[str, ...] = ("demo", "prepare", "train", "vocode", "resynth", "evaluate", "export", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

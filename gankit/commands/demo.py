@@ -34,12 +34,12 @@ def _prepare(args: argparse.Namespace) -> None:
     from gankit.errors import DataError
 
     if (args.data / "train.txt").is_file() and (args.data / "val.txt").is_file():
-        print(f"[1/4] corpus already prepared in {args.data}")
+        print(f"[1/5] corpus already prepared in {args.data}")
         return
     if not (args.source / "etc" / "txt.done.data").is_file():
         raise DataError(f"{args.source}: festvox-ru is not installed; run `bash scripts/demo.sh` (it installs the "
                         "Debian package festvox-ru) or pass --source.")
-    print(f"[1/4] preparing {args.source} → {args.data} (22050 Hz, last {HELD_OUT} recordings held out)")
+    print(f"[1/5] preparing {args.source} → {args.data} (22050 Hz, last {HELD_OUT} recordings held out)")
     prepare_corpus(args.source, args.data, "festvox", sample_rate=22050, val_size=HELD_OUT,
                    progress=not args.no_progress)
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gankit.engine.launch import train
 
-    print(f"[2/4] training hifigan_tiny for {args.minutes:g} min in {args.run_dir} "
+    print(f"[2/5] training hifigan_tiny for {args.minutes:g} min in {args.run_dir} "
           f"(mel-loss warm-up for the first {warmup} steps)")
     code = train(config, args.run_dir, progress=not args.no_progress)
     if code != 0:
@@ -76,13 +76,19 @@ def _vocode_and_measure(args: argparse.Namespace) -> int:
     from gankit.infer.evaluation import evaluate_vocoder, find_references, format_table, results_json, write_results
 
     out = args.run_dir / "heldout"
-    print(f"[3/4] vocoding the held-out utterances into {out} and scoring them against Griffin-Lim")
+    print(f"[3/5] vocoding the held-out utterances into {out} and scoring them against Griffin-Lim")
     vocoder = load_vocoder(args.run_dir)
     references = find_references(args.data, limit=args.eval_limit)
     systems = evaluate_vocoder(vocoder, references, audio_dir=out, progress=not args.no_progress)
     write_results(args.run_dir / "evaluation.json", results_json(systems, {"data": str(args.data)}))
     print(format_table(systems))
-    print(f"[4/4] done.\n  audio: {out}/model (vocoder) and {out}/griffin_lim (baseline)\n"
+
+    from gankit.report.build import build_report
+
+    print("[4/5] writing the HTML report")
+    index = build_report(args.run_dir)
+    print(f"[5/5] done.\n  report: {index} (open it in a browser: plots, health events, audio players)\n"
+          f"  audio: {out}/model (vocoder) and {out}/griffin_lim (baseline)\n"
           f"  checkpoints: {args.run_dir / 'checkpoints'}\n  logs: {args.run_dir} (metrics.jsonl, events.jsonl; "
           f"tensorboard --logdir {args.run_dir / 'tensorboard'})\n  scores: {args.run_dir / 'evaluation.json'}")
     return 0

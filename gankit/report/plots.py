@@ -45,6 +45,9 @@ def _save(fig: Figure, png: Path) -> None:
 
 
 def _style(ax: Axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # x is steps (or counts): no "step 1.5" ticks
     ax.grid(True, color="#e5e5e5", linewidth=0.6)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
@@ -228,7 +231,9 @@ def _downsample_columns(norms: np.ndarray, steps: np.ndarray, max_cols: int) -> 
     return merged, steps[edges[:-1]]
 
 
-def layer_grad_figure(layer_grads: LayerGrads, png: Path, max_cols: int = 600) -> bool:
+def layer_grad_figure(
+    layer_grads: LayerGrads, png: Path, max_cols: int = 600, xlim: tuple[float, float] | None = None
+) -> bool:
     """Heatmap layer × step of log10 gradient norm; exact zeros (dead layers) black, unlogged grey."""
     from matplotlib import colormaps
 
@@ -256,6 +261,8 @@ def layer_grad_figure(layer_grads: LayerGrads, png: Path, max_cols: int = 600) -
     stride = max(1, math.ceil(n_layers / 60))  # at most ~60 labels stay legible
     ax.set_yticks(range(0, n_layers, stride))
     ax.set_yticklabels(layer_grads.names[::stride], fontsize=7)
+    if xlim is not None:
+        ax.set_xlim(*xlim)
     ax.set_xlabel("step", fontsize=8)
     ax.tick_params(labelsize=8)
     ax.set_title("log10 gradient norm per layer  (black: exactly zero — dead; grey: not logged)",
@@ -266,3 +273,45 @@ def layer_grad_figure(layer_grads: LayerGrads, png: Path, max_cols: int = 600) -
     _save(fig, png)
     return True
 
+
+
+def events_figure(
+    events: Sequence[Event], png: Path, xlim: tuple[float, float] | None = None, max_labels: int = 12
+) -> bool:
+    """Health events as a timeline: one row per kind, coloured by severity, on the loss plots' step axis;
+    with at most `max_labels` events each is labelled with its message."""
+    if not events:
+        return False
+    kinds = list(dict.fromkeys(e.kind or "?" for e in events))  # first-seen order: earliest problem on top
+    row = {kind: i for i, kind in enumerate(kinds)}
+    fig = _figure(10.0, min(8.0, 1.2 + 0.32 * len(kinds)))
+    ax = fig.add_subplot(1, 1, 1)
+    by_severity: dict[str, list[Event]] = {}
+    for event in events:
+        by_severity.setdefault(event.severity, []).append(event)
+    for severity, group in by_severity.items():
+        ax.scatter([e.step for e in group], [row[e.kind or "?"] for e in group], marker="|", s=260, linewidths=2.0,
+                   color=SEVERITY_COLORS.get(severity, _OTHER_SEVERITY), label=f"{severity} ({len(group)})")
+    ax.set_yticks(range(len(kinds)))
+    ax.set_yticklabels(kinds, fontsize=8)
+    ax.set_ylim(len(kinds) - 0.5, -0.5)
+    if xlim is not None:
+        ax.set_xlim(*xlim)
+    if len(events) <= max_labels:  # few events: their messages beside the markers; many would overprint
+        x0, x1 = ax.get_xlim()
+        seen = dict.fromkeys(kinds, 0)
+        for event in events:
+            message = event.message if len(event.message) <= 70 else event.message[:69] + "…"
+            right_half = x1 > x0 and (event.step - x0) / (x1 - x0) > 0.5  # text towards the middle, not off the edge
+            kind = event.kind or "?"
+            above = seen[kind] % 2 == 0  # neighbours in one row alternate above/below their marker
+            seen[kind] += 1
+            ax.annotate(message, (event.step, row[kind]), xytext=(-6 if right_half else 6, 4 if above else -11),
+                        textcoords="offset points", ha="right" if right_half else "left", fontsize=7,
+                        color="#333333")
+    ax.set_xlabel("step", fontsize=8)
+    ax.set_title("health events (all details in the table below)", fontsize=9, loc="left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), framealpha=0.8)  # outside: keeps labels clear
+    _style(ax)
+    _save(fig, png)
+    return True
