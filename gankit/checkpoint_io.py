@@ -45,6 +45,7 @@ GANKIT_GENERATOR = "gankit_generator"
 GANKIT_STATE = "gankit_state"
 ORIGINAL_GENERATOR = "original_generator"  # HiFi-GAN's g_XXXXXXXX: {"generator": state_dict}
 ORIGINAL_DISCRIMINATORS = "original_discriminators"  # HiFi-GAN's do_XXXXXXXX: mpd, msd, optimizers, steps
+ORIGINAL_MELGAN_GENERATOR = "original_melgan_generator"  # melgan-neurips netG.pt: a bare state dict, model.N.…
 
 
 def checkpoint_kind(obj: Any, path: str | Path) -> str:
@@ -60,10 +61,12 @@ def checkpoint_kind(obj: Any, path: str | Path) -> str:
             return ORIGINAL_GENERATOR
         if {"mpd", "msd"} <= set(obj):
             return ORIGINAL_DISCRIMINATORS
+        if obj and all(isinstance(k, str) and k.startswith("model.") for k in obj):
+            return ORIGINAL_MELGAN_GENERATOR
     keys = ", ".join(sorted(map(str, obj))[:8]) if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(
         f"{path}: not a checkpoint gankit knows (found {keys}); expected a gankit generator or training state, "
-        "or an original HiFi-GAN g_XXXXXXXX / do_XXXXXXXX file."
+        "an original HiFi-GAN g_XXXXXXXX / do_XXXXXXXX file, or an original MelGAN netG.pt."
     )
 
 

@@ -119,15 +119,26 @@ def test_config_round_trip_and_clear_errors() -> None:
         build_frontend({"preset": "hifigan", "sample_rate": 16000, "fmax": 9000})
 
 
-def test_melgan_preset_matches_audio2mel_formula() -> None:
-    sr = 22050
+@pytest.mark.parametrize(("sr", "n_fft", "hop"), [(22050, 1024, 256), (16000, 512, 128)])
+def test_melgan_preset_matches_audio2mel_formula(sr: int, n_fft: int, hop: int) -> None:
     wave = _speechlike(1.0, sr, seed=1)
-    spec = _power_spectrum_frames(wave, 1024, 256, 1024, (1024 - 256) // 2)
-    basis = librosa.filters.mel(sr=sr, n_fft=1024, n_mels=80, fmin=0, fmax=sr / 2)
+    spec = _power_spectrum_frames(wave, n_fft, hop, n_fft, (n_fft - hop) // 2)
+    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=80, fmin=0, fmax=sr / 2)
     expected = np.log10(np.clip(basis @ np.abs(spec), 1e-5, None))
-    ours = build_frontend({"preset": "melgan"})(torch.from_numpy(wave)).numpy()
-    assert ours.shape == expected.shape
+    frontend = build_frontend({"preset": "melgan", "sample_rate": sr, "n_fft": n_fft, "hop_length": hop,
+                               "win_length": n_fft})
+    ours = frontend(torch.from_numpy(wave)).numpy()
+    assert ours.shape == expected.shape == (80, wave.size // hop)  # not centred: exactly one frame per hop
     assert np.abs(ours - expected).max() < 1e-4
+
+
+@pytest.mark.parametrize(("preset", "floor"), [("hifigan", np.log(1e-5)), ("melgan", -5.0), ("vocos", np.log(1e-7)),
+                                               ("parallel_wavegan", -10.0)])
+def test_silence_sits_at_each_presets_log_floor(preset: str, floor: float) -> None:
+    # gankit vocode's value-range warning tells the log scales apart by these floors. (HiFi-GAN's √1e-9 in the
+    # magnitude, summed by a Slaney filter, stays far below its 1e-5 clamp.)
+    mel = build_frontend({"preset": preset})(torch.zeros(8192)).numpy()
+    assert np.allclose(mel, floor, atol=1e-5)
 
 
 def test_parallel_wavegan_preset_matches_logmelfilterbank_and_normalises() -> None:

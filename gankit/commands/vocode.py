@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "among several is skipped with its reason; the good ones are written and the exit status is 2.",
     )
     p.add_argument("inputs", nargs="+", metavar="MEL_FILES_OR_DIR", help=".npy files, or folders of them")
+    p.add_argument("--force", action="store_true",
+                   help="vocode mels whose band count does not fit the checkpoint's preset by interpolating the "
+                   "bands (a rough preview; without it such files are refused)")
     add_inference_arguments(p)
     p.set_defaults(run=run)
 
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
           f"(preset {vocoder.frontend.preset}), on {vocoder.device}")
 
     def read(job: Job, console: Console):
-        mel, warning = read_mel(job.source, vocoder.frontend, vocoder.min_frames)
+        mel, warning = read_mel(job.source, vocoder.frontend, vocoder.min_frames, force=args.force)
         if warning:
             console.warn(f"warning: {job.source}: {warning}")
         return mel

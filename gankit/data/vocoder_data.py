@@ -100,6 +100,7 @@ class VocoderTrainDataset(torch.utils.data.Dataset):
         segment_size: int,
         seed: int,
         mels_dir: str | os.PathLike[str] | None = None,
+        random_gain: tuple[float, float] | None = None,
     ) -> None:
         if not entries:
             raise DataError("no training files are left to train on; see the report above")
@@ -108,6 +109,9 @@ class VocoderTrainDataset(torch.utils.data.Dataset):
         self.entries = list(entries)
         self.wav_dir = Path(wav_dir)
         self.mels_dir = Path(mels_dir) if mels_dir is not None else None
+        if random_gain is not None and self.mels_dir is not None:
+            raise DataError("random gain would change the audio that the given mels describe; use one or the other")
+        self.random_gain = random_gain
         self.segment_size = segment_size
         self.seed = seed
         self.sample_rate: int = frontend.sample_rate
@@ -149,7 +153,10 @@ class VocoderTrainDataset(torch.utils.data.Dataset):
         if rate != self.sample_rate:  # the file changed since the build-time check
             raise AudioReadError(f"{path}: {rate} Hz, the model expects {self.sample_rate} Hz; re-run gankit prepare")
         if self.mels_dir is None:
-            return {"audio": torch.from_numpy(self._crop(peak_normalise(audio), rng)), "id": entry.id}
+            crop = self._crop(peak_normalise(audio), rng)
+            if self.random_gain is not None:  # MelGAN's amplitude augmentation; drawn after the crop's offset
+                crop = (crop * rng.uniform(*self.random_gain)).astype(np.float32)
+            return {"audio": torch.from_numpy(crop), "id": entry.id}
         mel = load_mel(_mel_path(self.mels_dir, entry.id), self.n_mels)
         audio, mel = self._crop_in_step(audio, mel, rng)
         return {"audio": torch.from_numpy(audio), "mel": torch.from_numpy(mel), "id": entry.id}
@@ -287,9 +294,16 @@ def _validation_batch(
 
 
 def build_vocoder_datasets(
-    data: DataSettings, frontend: MelFrontend, seed: int, log: Callable[[str], None] = print
+    data: DataSettings,
+    frontend: MelFrontend,
+    seed: int,
+    log: Callable[[str], None] = print,
+    random_gain: tuple[float, float] | None = None,
 ) -> tuple[VocoderTrainDataset, list[dict[str, Any]]]:
     """The training dataset and up to `data.val_items` ready validation batches (`DataSettings` → data).
+
+    `random_gain` (low, high) scales each training crop by U(low, high) (MelGAN's augmentation); validation
+    audio is never scaled.
 
     Every listed file's header is read once: missing, unreadable and other-rate files are reported in
     one line through `log` and left out; `DataError` when no training file is left.
@@ -306,7 +320,7 @@ def build_vocoder_datasets(
     if not checked.usable:
         raise DataError(f"none of the {len(entries)} files in {train_list} can be used (see above)"
                         if entries else f"{train_list} lists no files; add `id|text` lines or re-run gankit prepare")
-    train = VocoderTrainDataset(checked.usable, wav_dir, frontend, data.segment_size, seed, mels_dir)
+    train = VocoderTrainDataset(checked.usable, wav_dir, frontend, data.segment_size, seed, mels_dir, random_gain)
     train.total_seconds = checked.seconds
 
     batches: list[dict[str, Any]] = []

@@ -16,6 +16,7 @@ from gankit.checkpoint_io import (
     GANKIT_STATE,
     ORIGINAL_DISCRIMINATORS,
     ORIGINAL_GENERATOR,
+    ORIGINAL_MELGAN_GENERATOR,
     checkpoint_kind,
     load_state_strict,
     safe_load,
@@ -118,6 +119,11 @@ def read_initial_weights(source: str | Path, keep_optimizer: bool = True) -> Ini
         )
     if kind == GANKIT_GENERATOR:
         return InitialWeights(str(path), {"generator": obj["state_dict"]}, frontend=obj.get("frontend"))
+    if kind == ORIGINAL_MELGAN_GENERATOR:  # melgan-neurips netG.pt: generator weights only
+        from gankit.compat.melgan_original import read_original_melgan_generator
+
+        original = read_original_melgan_generator(path)
+        return InitialWeights(str(path), {"generator": original.state_dict}, frontend=original.frontend)
     return _read_original(path, kind, keep_optimizer)
 
 

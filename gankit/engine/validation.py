@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,26 @@ def run_validation(
                 write_wav(ref_dir / f"{name}.wav", sample.real_audio.numpy(), sample_rate)
                 save_mel_image(ref_dir / f"{name}.png", sample.real_mel)
     return metrics, samples
+
+
+def objective_measures(
+    samples: Sequence[ValidationSample], measures: Sequence[str], sample_rate: int
+) -> dict[str, float]:
+    """The named gankit.metrics measures (PESQ, STOI, …) of generated against reference validation audio,
+    averaged over `samples` as "val/<key>"; a measure that cannot score an utterance leaves it out."""
+    if not measures or not samples:
+        return {}
+    from gankit.metrics.summary import evaluate_pair  # scipy/pesq/pystoi: imported only when measures are asked for
+
+    try:
+        rows = [evaluate_pair(s.real_audio.numpy(), s.fake_audio.numpy(), sample_rate, None, measures)
+                for s in samples]
+    except Exception as exc:  # a measure's own failure must never end a training run
+        warnings.warn(f"validation measures {', '.join(measures)} skipped at this validation: {exc}", stacklevel=2)
+        return {}
+    averaged: dict[str, float] = {}
+    for key in rows[0]:
+        values = [row[key] for row in rows if row.get(key) is not None]
+        if values:
+            averaged[f"val/{key}"] = float(np.mean(values))
+    return averaged

@@ -5,7 +5,9 @@ Accepted sources (CONTRACTS.md, "infer"):
 - a gankit training state (`state_%08d.pt`) — the task rebuilt from its resolved config; the EMA weights when the
   run kept an EMA (the same weights the run's generator files hold), else the live generator's;
 - a run directory (or its `checkpoints/` folder) — `manifest.json`'s `latest_generator`, or `best_generator`;
-- an original HiFi-GAN `g_XXXXXXXX` with `config.json` beside it (or given), or a folder of them (the newest).
+- an original HiFi-GAN `g_XXXXXXXX` with `config.json` beside it (or given), or a folder of them (the newest);
+- an original MelGAN generator (`netG.pt`, a bare `model.N.…` state dict): the architecture from its weights, the mel
+  from `config` (the original's args.yml or a gankit config) or the melgan preset's defaults.
 
 Only plain values and tensors are read (`torch.load(weights_only=True)` through `safe_load`).
 """
@@ -26,6 +28,7 @@ from gankit.checkpoint_io import (
     GANKIT_STATE,
     ORIGINAL_DISCRIMINATORS,
     ORIGINAL_GENERATOR,
+    ORIGINAL_MELGAN_GENERATOR,
     checkpoint_kind,
     load_state_strict,
     safe_load,
@@ -54,6 +57,7 @@ class LoadedCheckpoint:
             GANKIT_GENERATOR: "gankit generator",
             GANKIT_STATE: "gankit training state",
             ORIGINAL_GENERATOR: "original HiFi-GAN generator",
+            ORIGINAL_MELGAN_GENERATOR: "original MelGAN generator",
         }.get(self.kind, self.kind)
         step = f", step {self.step}" if self.step is not None else ""
         return f"{self.path} ({kind}, {self.family}{step})"
@@ -132,9 +136,10 @@ def read_checkpoint(source: str | Path, *, config: str | Path | None = None, bes
     path = resolve_checkpoint(source, best)
     obj = safe_load(path, map_location="cpu")
     kind = checkpoint_kind(obj, path)
-    if config is not None and kind != ORIGINAL_GENERATOR:
+    if config is not None and kind not in (ORIGINAL_GENERATOR, ORIGINAL_MELGAN_GENERATOR):
         raise CheckpointError(
-            f"{path}: --config is for original HiFi-GAN g_ files only; a gankit checkpoint carries its own config"
+            f"{path}: --config is for original HiFi-GAN g_ and MelGAN netG files only; a gankit checkpoint carries "
+            "its own config"
         )
     if kind == GANKIT_GENERATOR:
         return _gankit_generator(obj, path)
@@ -144,6 +149,8 @@ def read_checkpoint(source: str | Path, *, config: str | Path | None = None, bes
         raise CheckpointError(
             f"{path}: an original do_ file holds discriminators and optimizers; pass the g_ file with the same number"
         )
+    if kind == ORIGINAL_MELGAN_GENERATOR:
+        return _original_melgan_generator(path, config)
     return _original_generator(path, config)
 
 
@@ -206,6 +213,21 @@ def _original_generator(path: Path, config: str | Path | None) -> LoadedCheckpoi
         state_dict=original.state_dict,
         step=original.step,
         fmax_for_loss=original.fmax_for_loss,
+    )
+
+
+def _original_melgan_generator(path: Path, config: str | Path | None) -> LoadedCheckpoint:
+    from gankit.compat.melgan_original import read_original_melgan_generator
+
+    original = read_original_melgan_generator(path, config)
+    return LoadedCheckpoint(
+        path=path,
+        kind=ORIGINAL_MELGAN_GENERATOR,
+        family="melgan",
+        generator_config=original.generator_config,
+        frontend_config=original.frontend,
+        state_dict=original.state_dict,
+        step=None,
     )
 
 

@@ -10,6 +10,10 @@ Value-range heuristic (a WARNING only: TTS models' mels legitimately go below th
   — log10 mels (MelGAN's, floor −5) and mean/variance-normalised mels (ParallelWaveGAN's) look like that;
 - a log10 preset (melgan: floor −5) given a mel going below −7, two units under its floor — ln mels look like that.
 Presets that normalise (parallel_wavegan) and unknown presets are not checked.
+
+With `force=True` (`gankit vocode --force`) another band count is not refused: the bands are linearly interpolated
+onto the checkpoint's count (both taken to span the same frequency range), with a warning. The result is a rough
+preview at best — the presets differ in band edges and scale as well — which is why it needs asking for.
 """
 
 from __future__ import annotations
@@ -51,14 +55,31 @@ def _presets_with(n_bands: int) -> list[str]:
     return [name for name in sorted(PRESETS) if preset_defaults(name)["n_mels"] == n_bands]
 
 
-def _band_error(path: Path, bands: int, frontend: MelFrontend) -> MelInputError:
+def _band_origin(bands: int) -> str:
     makers = _presets_with(bands)
-    origin = f"; {bands} bands is what preset {' / '.join(makers)} makes" if makers else ""
+    return f"; {bands} bands is what preset {' / '.join(makers)} makes" if makers else ""
+
+
+def _band_error(path: Path, bands: int, frontend: MelFrontend) -> MelInputError:
     return _fail(
         path,
-        f"has {bands} mel bands but {_expected(frontend)}{origin}. Use a checkpoint trained on these mels, or make "
-        "mels with the checkpoint's own front-end (gankit resynth does that from audio)",
+        f"has {bands} mel bands but {_expected(frontend)}{_band_origin(bands)}. Use a checkpoint trained on these "
+        "mels, or make mels with the checkpoint's own front-end (gankit resynth does that from audio); --force "
+        "interpolates the bands instead (a rough preview only)",
     )
+
+
+def interpolate_bands(mel: np.ndarray, n_bands: int) -> np.ndarray:
+    """[B, T] → [n_bands, T] by linear interpolation along the band axis, first and last bands kept in place."""
+    source = mel.shape[0]
+    if source == n_bands:
+        return mel
+    if source == 1:
+        return np.repeat(mel, n_bands, axis=0)
+    position = np.linspace(0.0, source - 1.0, n_bands)
+    low = np.floor(position).astype(np.int64).clip(0, source - 2)
+    weight = (position - low)[:, None]
+    return ((1.0 - weight) * mel[low] + weight * mel[low + 1]).astype(mel.dtype, copy=False)
 
 
 def load_npy(path: Path) -> np.ndarray:
@@ -97,8 +118,12 @@ def frames_hint(path: Path) -> int:
         return 0
 
 
-def check_mel(array: np.ndarray, path: Path, frontend: MelFrontend, min_frames: int = 1) -> np.ndarray:
-    """The mel as float32 [n_mels, T], or a `MelInputError` saying what is wrong with it and what to do."""
+def check_mel(
+    array: np.ndarray, path: Path, frontend: MelFrontend, min_frames: int = 1, force: bool = False
+) -> np.ndarray:
+    """The mel as float32 [n_mels, T], or a `MelInputError` saying what is wrong with it and what to do.
+
+    `force`: another band count is interpolated onto the checkpoint's instead of refused."""
     n_mels = frontend.n_mels
     kind = array.dtype.kind
     if kind == "c":
@@ -126,7 +151,8 @@ def check_mel(array: np.ndarray, path: Path, frontend: MelFrontend, min_frames: 
                 f"has shape {shape}, which looks transposed ([frames, bands]); save mel.T, shaped "
                 f"[{n_mels}, frames] as the original inference_e2e.py reads it",
             )
-        raise _band_error(path, bands, frontend)
+        if not force:
+            raise _band_error(path, bands, frontend)
     if frames < min_frames:
         raise _fail(path, f"has {frames} frames; the generator needs at least {min_frames}")
     with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, which is reported next
@@ -139,7 +165,7 @@ def check_mel(array: np.ndarray, path: Path, frontend: MelFrontend, min_frames: 
             f"holds {int((~finite).sum())} NaN/infinite values (first at band {band}, frame {frame}); "
             "fix the model or script that made it",
         )
-    return mel
+    return interpolate_bands(mel, n_mels)
 
 
 def range_warning(mel: np.ndarray | object, preset: str) -> str | None:
@@ -165,8 +191,22 @@ def range_warning(mel: np.ndarray | object, preset: str) -> str | None:
     return None
 
 
-def read_mel(path: str | Path, frontend: MelFrontend, min_frames: int = 1) -> tuple[np.ndarray, str | None]:
-    """(float32 mel [n_mels, T], a range warning or None) from a `.npy` file, checked as the module says."""
+def read_mel(
+    path: str | Path, frontend: MelFrontend, min_frames: int = 1, force: bool = False
+) -> tuple[np.ndarray, str | None]:
+    """(float32 mel [n_mels, T], a warning or None) from a `.npy` file, checked as the module says; `force`
+    interpolates another band count (and says so in the warning) instead of refusing it."""
     p = Path(path)
-    mel = check_mel(load_npy(p), p, frontend, min_frames)
-    return mel, range_warning(mel, frontend.preset)
+    array = load_npy(p)
+    mel = check_mel(array, p, frontend, min_frames, force)
+    warnings = []
+    bands = array.shape[-2] if array.ndim >= 2 else frontend.n_mels
+    if bands != frontend.n_mels:
+        warnings.append(
+            f"--force: {bands} bands interpolated onto the {frontend.n_mels} of preset {frontend.preset}"
+            f"{_band_origin(bands)}; expect degraded audio"
+        )
+    value_warning = range_warning(mel, frontend.preset)
+    if value_warning is not None:
+        warnings.append(value_warning)
+    return mel, "; ".join(warnings) or None

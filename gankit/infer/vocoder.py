@@ -145,7 +145,8 @@ class Vocoder:
 
     def vocode_batch(self, mels: Sequence[ArrayLike]) -> list[Tensor]:
         """Several [n_mels, T_i] mels in one forward: padded to the longest, masked so that each output equals
-        what `vocoder(mel)` gives alone (float rounding aside), and cut back to T_i·hop samples."""
+        what `vocoder(mel)` gives alone (float rounding aside), and cut back to T_i·hop samples. Generators that
+        declare `exact_under_length_mask = False` get unequal lengths one at a time instead."""
         tensors = [torch.from_numpy(np.asarray(m)) if isinstance(m, np.ndarray) else m for m in mels]
         for t in tensors:
             if t.dim() != 2:
@@ -154,6 +155,9 @@ class Vocoder:
         if len(tensors) == 1:
             return [self(tensors[0])]
         frames = [int(t.shape[-1]) for t in tensors]
+        if len(set(frames)) > 1 and not getattr(self.generator, "exact_under_length_mask", True):
+            # Reflection padding (MelGAN) sees the padding frames whatever the mask does: one item at a time.
+            return [self(t) for t in tensors]
         longest = max(frames)
         with torch.inference_mode():
             batch = torch.zeros(len(tensors), self.n_mels, longest, device=self.device)

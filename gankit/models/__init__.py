@@ -14,6 +14,7 @@ from gankit.errors import ConfigError
 # until it is built; adding a family is one line here.
 GENERATORS: dict[str, tuple[str, str, str]] = {
     "hifigan": ("gankit.models.hifigan", "HifiGanGenerator", "HifiGanGeneratorConfig"),
+    "melgan": ("gankit.models.melgan", "MelGanGenerator", "MelGanGeneratorConfig"),
 }
 
 

@@ -11,6 +11,7 @@ from gankit.errors import ConfigError
 # task name → (module, factory function); adding a system adds a line here, never a branch in the engine.
 TASKS: dict[str, tuple[str, str]] = {
     "hifigan": ("gankit.tasks.hifigan", "build_hifigan_task"),
+    "melgan": ("gankit.tasks.melgan", "build_melgan_task"),
 }
 
 

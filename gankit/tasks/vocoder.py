@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from torch import Tensor, nn
 
 from gankit.audio.mel import MelFrontend, build_frontend
 from gankit.engine.settings import DataSettings, from_mapping
+from gankit.errors import ConfigError
 from gankit.losses.adversarial import build_adversarial
 from gankit.losses.feature_matching import feature_matching_loss
 from gankit.tasks.base import (
@@ -33,7 +35,44 @@ class VocoderLossSettings:
     feature_weights: str = "uniform"  # "uniform" (HiFi-GAN) or "melgan" (4/(layers+1) · 1/num_D)
 
 
+@dataclass
+class AugmentSettings:
+    """Training-audio augmentation (config section `augment`); off unless set."""
+
+    random_gain: list[float] | None = None  # [low, high]: each crop × U(low, high) after peak normalisation
+
+    def gain_range(self) -> tuple[float, float] | None:
+        if self.random_gain is None:
+            return None
+        gain = self.random_gain
+        numbers = len(gain) == 2 and all(isinstance(g, (int, float)) and not isinstance(g, bool) for g in gain)
+        if not numbers or not 0 < gain[0] <= gain[1]:
+            raise ConfigError(
+                f"augment.random_gain must be [low, high] with 0 < low ≤ high (MelGAN: [0.3, 1.0]), got {gain!r}"
+            )
+        return float(gain[0]), float(gain[1])
+
+
 NetworkFactory = Callable[[], nn.Module]
+
+
+def check_shapes(
+    rates_key: str, rates: Sequence[int], n_mels: int, frontend: MelFrontend, segment_size: int
+) -> None:
+    """The generator, the mel front-end and the training segment must agree; say how to fix it if not."""
+    hop = math.prod(rates)
+    if hop != frontend.hop_length:
+        raise ConfigError(
+            f"model.generator.{rates_key} {list(rates)} multiply to {hop}, but frontend.hop_length is "
+            f"{frontend.hop_length}: the generator must upsample each mel frame to exactly one hop of audio."
+        )
+    if n_mels != frontend.n_mels:
+        raise ConfigError(
+            f"model.generator.n_mels {n_mels} differs from frontend.n_mels {frontend.n_mels}; make them equal."
+        )
+    if segment_size <= 0 or segment_size % hop:
+        fixed = max(1, round(segment_size / hop)) * hop
+        raise ConfigError(f"data.segment_size {segment_size} is not a multiple of the hop {hop}; use {fixed}.")
 
 
 class VocoderGanTask:
@@ -52,13 +91,19 @@ class VocoderGanTask:
         generator_config: Mapping[str, Any],
         generator_factory: NetworkFactory,
         discriminator_factories: Mapping[str, NetworkFactory],
+        feature_matching_layers: int | None = None,
     ) -> None:
+        """`feature_matching_layers`: the discriminators' layer count in MelGAN's 4/(n_layers + 1) weighting
+        (None: counted from the features)."""
         self.name = name
         self._generator_config = dict(generator_config)
         self.frontend: MelFrontend = build_frontend(config["frontend"])
         self.loss_frontend: MelFrontend = self.frontend.with_fmax(config.get("fmax_for_loss"))
         self.loss = from_mapping(VocoderLossSettings, config.get("loss"), "loss")
         self.adversarial: AdversarialObjective = build_adversarial(self.loss.adversarial)
+        self.feature_matching_layers = feature_matching_layers
+        augment = from_mapping(AugmentSettings, config.get("augment"), "augment")
+        self.random_gain = augment.gain_range()
         self.discriminator_keys: tuple[str, ...] = tuple(discriminator_factories)
         self._generator_factory = generator_factory
         self._discriminator_factories = dict(discriminator_factories)
@@ -78,7 +123,12 @@ class VocoderGanTask:
         """Random training crops keyed by (epoch, position) and whole validation utterances."""
         from gankit.data.vocoder_data import build_vocoder_datasets
 
-        return build_vocoder_datasets(data, self.frontend, seed, log=log)
+        if self.random_gain is not None and data.mels_dir:
+            raise ConfigError(
+                "augment.random_gain scales the training audio, but data.mels_dir gives fixed mels that would no "
+                "longer describe it; unset one of them"
+            )
+        return build_vocoder_datasets(data, self.frontend, seed, log=log, random_gain=self.random_gain)
 
     def build_networks(self) -> dict[str, nn.Module]:
         nets = {"generator": self._generator_factory()}
@@ -145,7 +195,9 @@ class VocoderGanTask:
                 adv, _ = self.adversarial.generator_loss(fake_scores)
                 real_feats = [[f[:n].detach().float() for f in layer] for layer in out.features]
                 fake_feats = [[f[n:].float() for f in layer] for layer in out.features]
-                fm = feature_matching_loss(real_feats, fake_feats, mode=self.loss.feature_weights)
+                fm = feature_matching_loss(
+                    real_feats, fake_feats, mode=self.loss.feature_weights, n_layers=self.feature_matching_layers
+                )
                 adv_total = adv_total + adv
                 fm_total = fm_total + fm
             logs["g/adv"] = float(adv_total.detach())
