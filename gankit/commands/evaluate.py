@@ -32,17 +32,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gankit.infer import load_vocoder
-    from gankit.infer.evaluation import evaluate_vocoder, find_references, format_table, results_json, write_results
+    from gankit.infer.evaluation import (
+        check_measures,
+        evaluate_vocoder,
+        find_references,
+        format_table,
+        results_json,
+        write_results,
+    )
 
-    vocoder = load_vocoder(args.checkpoint, config=args.config, best=args.best, device=args.device)
+    # Options and data first: a typo or a wrong folder should fail before the checkpoint is loaded.
+    measures = check_measures(args.measures.split(","))
     references = find_references(args.data, args.wav_dir, args.limit)
+    vocoder = load_vocoder(args.checkpoint, config=args.config, best=args.best, device=args.device)
     baseline = None if args.baseline == "none" else args.baseline.replace("-", "_")
-    measures = [m.strip() for m in args.measures.split(",") if m.strip()]
     systems = evaluate_vocoder(vocoder, references, baseline=baseline, measures=measures, audio_dir=args.audio_dir)
-    print(f"{len(systems['model'].rows)} utterances from {args.data} at {vocoder.sample_rate} Hz")
+    scored, skipped = len(systems["model"].rows), len(systems["model"].skipped)
+    print(f"{scored} utterance{'' if scored == 1 else 's'} from {args.data} at {vocoder.sample_rate} Hz"
+          + (f" ({skipped} skipped)" if skipped else ""))
     print(format_table(systems))
     if args.out is not None:
-        meta = {"checkpoint": str(args.checkpoint), "data": str(args.data), "sample_rate": vocoder.sample_rate}
+        meta = {"checkpoint": str(args.checkpoint), "step": vocoder.step, "data": str(args.data),
+                "sample_rate": vocoder.sample_rate, "measures": measures, "baseline": baseline}
         write_results(args.out, results_json(systems, meta))
         print(f"results: {args.out}")
     return 0

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from gankit.audio.io import read_audio, write_wav
-from gankit.errors import DataError, GankitError
+from gankit.errors import ConfigError, DataError, GankitError
 from gankit.metrics.summary import ALL_MEASURES, Summary, evaluate_pair_with_reasons, summarise
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -32,16 +32,32 @@ class SystemScores:
 
     rows: list[dict[str, float | None]] = field(default_factory=list)
     reasons: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"id", "reason"}: files left out of every system
 
     def summary(self) -> dict[str, Summary]:
-        return summarise(self.rows)
+        return summarise(_numeric(self.rows))  # rows hold the "id" string beside the numbers
+
+
+def check_measures(measures: Sequence[str]) -> list[str]:
+    """The requested measure names, stripped, each once, in order; ConfigError for none or an unknown one
+    (checked before any audio is read, so a typo costs no vocoding)."""
+    chosen = list(dict.fromkeys(m.strip() for m in measures if m.strip()))
+    if not chosen:
+        raise ConfigError(f"no measure chosen; choose from {', '.join(ALL_MEASURES)}")
+    unknown = [m for m in chosen if m not in ALL_MEASURES]
+    if unknown:
+        raise ConfigError(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(ALL_MEASURES)}")
+    return chosen
 
 
 def find_references(data: str | Path, wav_dir: str | Path | None = None, limit: int | None = None) -> list[Reference]:
     """DATA is a prepared corpus (its val.txt and wavs/), a file list (`id|text`) with `wav_dir`, or a folder
-    of audio files."""
+    of audio files (searched recursively; ids are paths relative to it without the suffix). `limit` keeps the
+    first N."""
     from gankit.data.filelist import read_filelist
 
+    if limit is not None and limit < 1:  # refs[:0] or refs[:-1] would silently score all or all but one
+        raise ConfigError(f"limit must be at least 1 (the number of utterances to score), got {limit}")
     path = Path(data)
     if path.is_dir() and (path / "val.txt").is_file():
         entries, folder = read_filelist(path / "val.txt"), Path(wav_dir or path / "wavs")
@@ -57,7 +73,7 @@ def find_references(data: str | Path, wav_dir: str | Path | None = None, limit: 
         raise DataError(f"{path}: no such corpus folder, file list or audio folder.")
     if not refs:
         raise DataError(f"{path}: no reference utterances found (expected val.txt, a file list or audio files).")
-    return refs[:limit] if limit else refs
+    return refs[:limit] if limit is not None else refs
 
 
 def evaluate_vocoder(
@@ -73,12 +89,15 @@ def evaluate_vocoder(
     """Scores per system ("model" and, unless `baseline` is None, "griffin_lim"), file by file.
 
     Mel L1 is measured on the loss mel (fmax = sample_rate / 2, as HiFi-GAN's validation). A reference that
-    cannot be read is reported and skipped. With `audio_dir`, the resyntheses are written there.
+    cannot be read or scored (e.g. too short for the front-end or the 2048-point STFT) is reported through
+    `log`, listed in every system's `skipped`, and left out of every system, so all systems score the same
+    files. With `audio_dir`, the resyntheses are written there.
     """
     from tqdm import tqdm
 
     from gankit.metrics.griffin_lim import griffin_lim_from_mel
 
+    measures = check_measures(measures)
     frontend = vocoder.frontend
     loss_frontend = frontend.with_fmax(None)
     systems = {MODEL: SystemScores()}
@@ -86,24 +105,31 @@ def evaluate_vocoder(
         if baseline != GRIFFIN_LIM:
             raise DataError(f"unknown baseline '{baseline}'; the one available is griffin-lim.")
         systems[GRIFFIN_LIM] = SystemScores()
+    skipped: list[dict[str, str]] = []
     for ref in tqdm(references, desc="evaluate", unit="file", disable=not progress):
         try:
             wave, _ = read_audio(ref.path, target_sr=vocoder.sample_rate)
-        except GankitError as exc:  # unreadable reference: report it and score the rest
+            mel = frontend(torch.from_numpy(wave))
+            estimates = {MODEL: vocoder(mel).cpu().numpy()}
+            if GRIFFIN_LIM in systems:
+                estimates[GRIFFIN_LIM] = griffin_lim_from_mel(mel.numpy(), frontend, n_iter=griffin_lim_iters)
+            # Every system scored before any row is kept: a file one system cannot score counts for none.
+            scored = {name: evaluate_pair_with_reasons(wave, estimate, vocoder.sample_rate, loss_frontend, measures)
+                      for name, estimate in estimates.items()}
+        except (GankitError, ValueError) as exc:  # unreadable, too short, NaN output: report it, score the rest
             log(f"skipped {ref.id}: {exc}")
+            skipped.append({"id": ref.id, "reason": str(exc)})
             continue
-        mel = frontend(torch.from_numpy(wave))
-        estimates = {MODEL: vocoder(mel).cpu().numpy()}
-        if GRIFFIN_LIM in systems:
-            estimates[GRIFFIN_LIM] = griffin_lim_from_mel(mel.numpy(), frontend, n_iter=griffin_lim_iters)
-        for name, estimate in estimates.items():
-            row, reasons = evaluate_pair_with_reasons(wave, estimate, vocoder.sample_rate, loss_frontend, measures)
+        for name, (row, reasons) in scored.items():
             systems[name].rows.append({"id": ref.id, **row})  # type: ignore[dict-item]
             systems[name].reasons.append(reasons)
             if audio_dir is not None:
-                write_wav(audio_dir / name / f"{ref.id}.wav", estimate, vocoder.sample_rate)
+                write_wav(audio_dir / name / f"{ref.id}.wav", estimates[name], vocoder.sample_rate)
+    for scores in systems.values():
+        scores.skipped = list(skipped)
     if not systems[MODEL].rows:
-        raise DataError("no reference utterance could be read; see the messages above.")
+        raise DataError(f"none of the {len(references)} reference utterance(s) could be scored; see the messages "
+                        "above.")
     return systems
 
 
@@ -112,11 +138,14 @@ def _numeric(rows: list[dict[str, Any]]) -> list[dict[str, float | None]]:
 
 
 def results_json(systems: dict[str, SystemScores], meta: dict[str, Any]) -> dict[str, Any]:
+    """`meta` plus {"systems": {name: {"summary": {measure: Summary.to_dict()}, "files": [{"id", measures…,
+    "unscored": {measure: reason}}], "skipped": [{"id", "reason"}]}}} — plain types, ready for json.dumps."""
     out: dict[str, Any] = {**meta, "systems": {}}
     for name, scores in systems.items():
         out["systems"][name] = {
             "summary": {k: s.to_dict() for k, s in summarise(_numeric(scores.rows)).items()},
             "files": [{**row, "unscored": reasons} for row, reasons in zip(scores.rows, scores.reasons, strict=True)],
+            "skipped": scores.skipped,
         }
     return out
 
