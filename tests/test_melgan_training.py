@@ -1,4 +1,5 @@
-"""MelGAN on the shared engine: melgan_tiny trains from the CLI, resumes, its checkpoints vocode and resynthesise;
+"""MelGAN on the shared engine: melgan_tiny trains from the CLI, resumes, its checkpoints vocode and resynthesise,
+`gankit report` renders the run, the health monitor stays quiet on it;
 n_critic and starting from an original netG.pt, the hinge no-information loss the health monitor uses, MelGAN's
 feature-matching weights, random gain, `vocode --force`."""
 
@@ -7,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -27,9 +28,11 @@ from gankit.engine.settings import DataSettings
 from gankit.errors import ConfigError, MelInputError
 from gankit.infer.mel_input import interpolate_bands, read_mel
 from gankit.losses.feature_matching import feature_matching_loss
+from gankit.report.build import build_report
 from gankit.tasks import build_task
 from tests.support import original_melgan
 from tests.support.corpus import voiced_clip
+from tests.support.report_page import assert_references_resolve, parse
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning")
 
@@ -43,20 +46,36 @@ def melgan_config(corpus: Path, *overrides: str) -> dict[str, Any]:
     return config
 
 
+class CliRun(NamedTuple):
+    dir: Path
+    first_rows: list[dict[str, Any]]  # metrics.jsonl after the first `gankit train` (2 steps), before the resume
+
+
+@pytest.fixture(scope="module")
+def cli_run(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> CliRun:
+    """`gankit train` through the CLI entry point (in this process: a subprocess would pay torch's start-up again):
+    2 steps, then resumed to 3 and validated there (two utterances). Shared by the tests below, so the report and
+    health checks add no training. The unused-parameter probe (before step 1) and the nonfinite gate (every step)
+    run by default; dead_layers is armed from step 2 by its window of 2 (free: layer gradient norms are logged
+    every step anyway). The other checks need tens to hundreds of steps (tests/test_health_training.py)."""
+    run = tmp_path_factory.mktemp("melgan_cli") / "run"
+    common = [f"data.dir={tiny_corpus}", *FAST, "train.val_every=3", "health.dead_layers.window=2", "--no-progress"]
+    assert main(["train", "melgan_tiny", "--run-dir", str(run), "train.max_steps=2", "train.ckpt_every=2",
+                 *common]) == 0
+    first_rows = list(read_jsonl(run / "metrics.jsonl"))
+    # Resume to step 3: the saved config is reused, the log continues.
+    assert main(["train", "melgan_tiny", "--run-dir", str(run), "train.max_steps=3", "train.ckpt_every=3",
+                 *common]) == 0
+    return CliRun(run, first_rows)
+
+
 def test_cli_trains_resumes_and_its_checkpoints_vocode(
-    tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_run: CliRun, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = tmp_path / "run"
-    # `gankit train` through the CLI entry point (in this process: a subprocess would pay torch's start-up again).
-    assert main(["train", "melgan_tiny", "--run-dir", str(run), f"data.dir={tiny_corpus}", "train.max_steps=2",
-                 *FAST, "train.ckpt_every=2", "--no-progress"]) == 0
-    rows = list(read_jsonl(run / "metrics.jsonl"))
+    run, rows = cli_run
     assert [r["step"] for r in rows] == [1, 2]
     assert {"loss/d/msd", "loss/g/adv", "loss/g/fm", "loss/g/mel", "lr/g", "lr/d"} <= set(rows[0])
     assert rows[0]["lr/g"] == pytest.approx(1e-4)
-    # Resume to step 3: the saved config is reused, the log continues.
-    assert main(["train", "melgan_tiny", "--run-dir", str(run), f"data.dir={tiny_corpus}", "train.max_steps=3",
-                 *FAST, "train.ckpt_every=3", "--no-progress"]) == 0
     assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [1, 2, 3]
     manifest = json.loads((run / "checkpoints" / "manifest.json").read_text())
     assert manifest["latest"] == "state_00000003.pt"
@@ -99,6 +118,48 @@ def test_cli_trains_resumes_and_its_checkpoints_vocode(
     assert main(["resynth", "--checkpoint", str(run / "checkpoints" / "state_00000003.pt"), str(wav),
                  "--out-dir", str(tmp_path / "re"), "--device", "cpu", "--no-progress"]) == 0
     assert sf.info(tmp_path / "re" / "clip.wav").frames == 43 * 256
+
+
+def test_report_renders_the_run(cli_run: CliRun) -> None:
+    run = cli_run.dir
+    index = build_report(run)
+    assert index == run / "report" / "index.html"
+    page = parse(index)
+    text = " ".join(page.text)
+    assert {a["id"] for t, a in page.tags if t == "section"} >= {"run", "config", "losses", "validation", "samples"}
+
+    # MelGAN's losses: the hinge discriminator's (one multi-scale D, no MPD) and feature matching, each plotted.
+    losses = {k for row in read_jsonl(run / "metrics.jsonl") for k in row if k.startswith("loss/")}
+    assert {"loss/d/msd", "loss/d/total", "loss/g/adv", "loss/g/fm"} <= losses and "loss/d/mpd" not in losses
+    assert all(name in text for name in losses) and "loss/d/mpd" not in text
+    assert "adversarial: hinge" in text  # the run's config.yaml on the page
+    assert len([s for s in page.attrs("img", "src") if s.startswith("figures/loss_")]) == len(losses)
+
+    # Validation at step 3: its metrics in the table and the plot, the best checkpoint marked.
+    validations = list(read_jsonl(run / "validation.jsonl"))
+    assert [v["step"] for v in validations] == [3]
+    assert "No validation yet" not in text and "val/mel_l1" in text and "★ best checkpoint" in text
+    assert "figures/validation.png" in page.attrs("img", "src")
+
+    # A player (and spectrogram) for each reference and each utterance validation generated, at the run's rate.
+    utterances = validations[0]["samples"]
+    audio = page.attrs("audio", "src")
+    assert len(utterances) == 2 and sorted(audio) == sorted(
+        f"audio/{folder}/{utt}.wav" for folder in ("reference", "step_00000003") for utt in utterances)
+    assert sum(s.startswith("spectrograms/") for s in page.attrs("img", "src")) == len(audio)
+    for src in audio:
+        info = sf.info(index.parent / src)
+        assert info.samplerate == 22050 and info.frames > 0, src
+
+    # Every src/href: relative, inside report/, an existing file.
+    assert set(audio) <= set(assert_references_resolve(index, page))
+
+
+def test_healthy_short_run_raises_no_warning(cli_run: CliRun) -> None:
+    events = cli_run.dir / "events.jsonl"
+    rows = list(read_jsonl(events)) if events.exists() else []
+    serious = [(r["step"], r["kind"], r["message"][:200]) for r in rows if r["severity"] != "info"]
+    assert serious == [], "expected no warning-or-worse event in a healthy 3-step MelGAN run"
 
 
 def test_force_interpolates_bands_and_reports_both_presets(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -19,6 +18,7 @@ from gankit.engine.jsonl import read_jsonl
 from gankit.report.build import build_report, thin_steps
 from gankit.report.rundir import SampleSet
 from gankit.report.stats import format_number
+from tests.support.report_page import assert_references_resolve, parse
 from tests.support.training import REPO, train_tiny
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -30,30 +30,6 @@ EVENTS = [
     {"step": 2, "kind": "dead_layer", "severity": "error", "message": "generator.conv_post got no gradient",
      "values": {"layers": ["generator.conv_post"]}},
 ]
-
-
-class _Collector(HTMLParser):
-    """Tags with their attributes, section ids, and all text of the page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-    def attrs(self, tag: str, attr: str) -> list[str]:
-        return [str(a[attr]) for t, a in self.tags if t == tag and a.get(attr)]
-
-
-def parse(index: Path) -> _Collector:
-    collector = _Collector()
-    collector.feed(index.read_text(encoding="utf-8"))
-    return collector
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +98,8 @@ def test_page_shows_every_part_of_the_run(run_dir: Path, index: Path) -> None:
         with Image.open(index.parent / unquote(src)) as image:
             image.load()  # decodes the whole file: a truncated PNG fails here
             assert image.width > 50 and image.height > 50, src
-    # The folder stands alone: every reference is relative and stays inside it.
-    for ref in images + audio + page.attrs("a", "href"):
-        if not ref.startswith("#"):
-            assert (index.parent / unquote(ref)).resolve().is_relative_to(index.parent.resolve()), ref
+    # The folder stands alone: every reference is relative, stays inside it and names a file there.
+    assert set(images + audio) <= set(assert_references_resolve(index, page))
 
 
 def test_partial_runs_get_a_page_that_says_what_is_missing(run_dir: Path, tmp_path: Path) -> None:
@@ -193,8 +167,7 @@ def test_odd_sample_names_are_escaped_and_quoted(tmp_path: Path) -> None:
     assert "config.yaml not found" in " ".join(page.text)
     media = page.attrs("audio", "src") + page.attrs("img", "src")
     assert len(media) == 4 and all("#" not in m and "?" not in m for m in media)
-    for src in media:
-        assert (index.parent / unquote(src)).is_file(), src
+    assert set(media) <= set(assert_references_resolve(index, page))
 
 
 def test_thinning_keeps_first_best_and_last() -> None:

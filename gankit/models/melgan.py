@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gankit.errors import ConfigError
-from gankit.models.layers import DiscriminatorOutput, apply_norm, init_normal_, remove_parametrizations
+from gankit.models.layers import DiscriminatorOutput, apply_norm, remove_parametrizations
 
 LRELU_SLOPE = 0.2
 
@@ -127,9 +127,9 @@ class MelGanGenerator(nn.Module):
                 layers += [ResnetBlock(ch, 3**j) for j in range(cfg.residual_layers)]
         layers += [nn.LeakyReLU(LRELU_SLOPE), nn.ReflectionPad1d(3), _wn_conv1d(ch, 1, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
-        # The original's weights_init writes N(0, 0.02) into `.weight`, which legacy weight norm recomputes on the
-        # next forward (so it never took effect there); gankit draws the effective weights as it meant.
-        init_normal_(self, 0.0, 0.02)
+        # PyTorch's default init, as the original really trains: its weights_init writes N(0, 0.02) into `.weight`,
+        # which legacy weight norm recomputes on the next forward. Made effective, that draw shrinks the signal
+        # ~1e-4× per stack and starves most layers of gradient (the health monitor's dead_layers names them).
 
     @property
     def hop_length(self) -> int:
@@ -220,7 +220,7 @@ class MelGanMultiScaleDiscriminator(nn.Module):
             }
         )
         self.downsample = nn.AvgPool1d(4, stride=2, padding=1, count_include_pad=False)
-        init_normal_(self, 0.0, 0.02)  # the original's weights_init, effective here (see MelGanGenerator)
+        # PyTorch's default init, as the original really trains (see MelGanGenerator).
 
     def forward(self, x: Tensor) -> DiscriminatorOutput:
         out = DiscriminatorOutput(scores=[], features=[])
