@@ -31,6 +31,11 @@ RESUME_SAFE_PREFIXES: tuple[str, ...] = (
 )
 
 
+# Keys a run fills in at its first start (gankit.data.corpus_stats: a preset's corpus statistics). Resuming with
+# a config that leaves them unset keeps the saved values instead of reading (or recomputing) them again.
+DERIVED_KEYS: tuple[tuple[str, str], ...] = (("frontend", "mean"), ("frontend", "scale"))
+
+
 class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader reading floats as YAML 1.2 does: `1e-4` is a number, not the string "1e-4"."""
 
@@ -187,6 +192,7 @@ def config_for_run(
     if saved_config_path is None or not saved_config_path.is_file():
         return name, requested, []
     saved = _read_yaml(saved_config_path.read_text(encoding="utf-8"), str(saved_config_path))
+    requested = _with_derived(saved, requested)
     changed = differing_keys(saved, requested)
     unsafe = [k for k in changed if not is_resume_safe(k)]
     if unsafe:
@@ -205,6 +211,17 @@ def config_for_run(
     for key in changed:
         _set_dotted(resumed, key, flat_req.get(key))
     return name, resumed, changed
+
+
+def _with_derived(saved: Mapping[str, Any], requested: Mapping[str, Any]) -> dict[str, Any]:
+    """`requested` with the saved run's DERIVED_KEYS where it leaves them unset (absent or null)."""
+    out = merge(requested, {})
+    for section, key in DERIVED_KEYS:
+        have, had = out.get(section), saved.get(section)
+        unset = isinstance(have, Mapping) and have.get(key) is None
+        if unset and isinstance(had, Mapping) and had.get(key) is not None:
+            out[section] = {**have, key: had[key]}
+    return out
 
 
 def _set_dotted(config: dict[str, Any], key: str, value: Any) -> None:

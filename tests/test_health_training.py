@@ -264,13 +264,6 @@ def test_discriminator_lr_0_is_named_collapse(tiny_corpus: Path, tmp_path: Path)
     assert len(event["values"]["evidence"]) >= 2, event["values"]
 
 
-FROZEN_BUG = (
-    "BUG: a discriminator whose parameters are all frozen (requires_grad False) makes its loss a constant, and "
-    "both the unused-parameter probe (gankit/engine/health/probe.py) and GanStepper.run call backward() on it: "
-    "RuntimeError 'element 0 of tensors does not require grad' instead of training on; see the report")
-
-
-@pytest.mark.xfail(strict=True, reason=FROZEN_BUG)
 def test_a_frozen_discriminator_trains_on_with_zero_gradient(tiny_corpus: Path, tmp_path: Path, faults: Any) -> None:
     faults(Faults(freeze_discriminators=True))
     run = tmp_path / "run"
@@ -280,7 +273,6 @@ def test_a_frozen_discriminator_trains_on_with_zero_gradient(tiny_corpus: Path, 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=FROZEN_BUG)
 def test_a_frozen_discriminator_is_named_collapse(tiny_corpus: Path, tmp_path: Path, faults: Any) -> None:
     faults(Faults(freeze_discriminators=True))
     run = tmp_path / "run"

@@ -120,3 +120,25 @@ def test_init_from_another_architecture_names_the_keys(tiny_corpus: Path, tmp_pa
     with pytest.raises(CheckpointError, match=r"shape differs: conv_pre"):
         train_tiny(tiny_corpus, tmp_path / "b", "train.max_steps=1", "model.generator.upsample_initial_channel=32",
                    init_from=str(source))
+
+
+def test_validation_measures_every_time_and_on_new_bests(tiny_corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train_tiny(tiny_corpus, run, "train.max_steps=6", "train.val_every=2", "train.val_measures=[mrstft]",
+                      "train.best_measures=[stoi]", "train.measure_items=1") == 0
+    rows = list(read_jsonl(run / "validation.jsonl"))
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    best = float("inf")
+    for row in rows:
+        assert row["val/mrstft_total"] > 0, row  # asked for at every validation
+        is_new_best = row["val/mel_l1"] < best
+        assert ("val/stoi" in row) == is_new_best, f"STOI belongs to new bests only: {rows}"
+        best = min(best, row["val/mel_l1"])
+    assert -1.0 <= rows[0]["val/stoi"] <= 1.0
+
+
+def test_an_unknown_validation_measure_is_a_config_error(tiny_corpus: Path, tmp_path: Path) -> None:
+    from gankit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.best_measures: unknown measure.*pesq, stoi"):
+        train_tiny(tiny_corpus, tmp_path / "run", "train.best_measures=[pesq, loudness]")

@@ -1,5 +1,5 @@
 """`gankit prepare`: turn a corpus into `OUT/wavs/<id>.wav` (mono 16-bit PCM at one rate), `train.txt`,
-`val.txt` and `skipped.txt`.
+`val.txt`, `skipped.txt` and, with `mel_stats`, `mel_stats.json` (gankit.data.corpus_stats).
 
 Files are converted by a process pool, one file per task, and each worker returns only a small result,
 so a 22,200-file corpus never sits in memory. A bad file becomes a line in `skipped.txt`, never a stop.
@@ -10,10 +10,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -58,6 +58,8 @@ class PrepareReport:
     source_rates: dict[int, int] = field(default_factory=dict)  # source rate → files written from it
     notes: list[str] = field(default_factory=list)
     removed_stale: int = 0
+    mel_stats: Path | None = None  # OUT/mel_stats.json when written
+    mel_stats_line: str = ""
 
     def skipped_by_reason(self) -> dict[str, int]:
         counts = Counter(s.reason for s in self.skipped)
@@ -74,6 +76,8 @@ class PrepareReport:
             f"train {self.train} | val {self.val} | {self.seconds / 3600:.2f} h at {self.sample_rate} Hz{converted}",
             f"wrote {self.out / 'train.txt'}, {self.out / 'val.txt'} and {self.out / 'wavs'}/",
         ]
+        if self.mel_stats_line:
+            lines.append(self.mel_stats_line)
         if self.removed_stale:
             lines.append(f"removed {self.removed_stale} file(s) a previous run left in {self.out / 'wavs'}")
         return "\n".join(lines)
@@ -178,11 +182,15 @@ def prepare_corpus(
     workers: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    mel_stats: Mapping[str, Any] | None = None,
 ) -> PrepareReport:
     """Convert corpus `src` (layout `fmt`) into `out`; see the module docstring for what is written.
 
     `sample_rate` None keeps the source rate (the most common one when files differ). The validation
     set is the last `val_size` ids in sorted order (None: min(100, 10 % of the usable files)).
+    `mel_stats`, a front-end config (its sample_rate, when given, must be the output rate), adds
+    `OUT/mel_stats.json`: that front-end's per-band statistics over the training files; without it a
+    `mel_stats.json` an earlier run left is removed, as it would describe other files.
     Raises `DataError` when nothing is usable or the split would leave no training files.
     """
     src_path, out_path = Path(src), Path(out)
@@ -196,6 +204,8 @@ def prepare_corpus(
         raise DataError(f"--val-size must be ≥ 0, got {val_size}")
     if src_path.resolve() == out_path.resolve():
         raise DataError(f"OUT {out_path} is the corpus folder itself; choose another OUT")
+    if mel_stats is not None:
+        _stats_frontend(mel_stats, sample_rate)  # a wrong preset or rate fails before any conversion
     listing = read_corpus(fmt, src_path, exclude=out_path)
     found = len(listing.items) + len(listing.problems)
     if val_size is not None and listing.items and val_size >= len(listing.items):
@@ -224,6 +234,8 @@ def prepare_corpus(
         if note is not None:
             notes.append(note)
             log(note)
+    if mel_stats is not None and sample_rate is not None:
+        _stats_frontend(mel_stats, sample_rate)
     if any(rate != sample_rate for rate in rates):
         import librosa.core.audio  # noqa: F401  (loaded once here, inherited by the forked workers)
 
@@ -252,6 +264,7 @@ def prepare_corpus(
     write_filelist(out_path / "train.txt", [FileListEntry(i, texts[i]) for i in train_ids])
     write_filelist(out_path / "val.txt", [FileListEntry(i, texts[i]) for i in val_ids])
     assert sample_rate is not None  # set by the probe whenever a file was written
+    stats_path, stats_line = _mel_statistics(out_path, mel_stats, sample_rate, progress)
     return PrepareReport(
         out=out_path,
         sample_rate=sample_rate,
@@ -264,4 +277,37 @@ def prepare_corpus(
         source_rates=dict(source_rates),
         notes=notes,
         removed_stale=_remove_stale(wav_dir, set(written)),
+        mel_stats=stats_path,
+        mel_stats_line=stats_line,
     )
+
+
+def _stats_frontend(cfg: Mapping[str, Any], sample_rate: int | None) -> Mapping[str, Any]:
+    """The statistics' front-end config at the output rate; refused when its preset takes no statistics or
+    it names another rate (training would then refuse the corpus)."""
+    from gankit.data.corpus_stats import statistics_frontend
+
+    rate = cfg.get("sample_rate")
+    if rate is not None and sample_rate is not None and rate != sample_rate:
+        raise DataError(f"--mel-stats: the front-end is at {rate} Hz but OUT is prepared at {sample_rate} Hz; "
+                        f"pass --sample-rate {rate} (or a front-end at {sample_rate} Hz)")
+    full = {**cfg, "sample_rate": rate if rate is not None else sample_rate or 22050}  # any rate, to check early
+    statistics_frontend(full)
+    return full
+
+
+def _mel_statistics(
+    out: Path, cfg: Mapping[str, Any] | None, sample_rate: int, progress: bool
+) -> tuple[Path | None, str]:
+    """Write OUT/mel_stats.json over train.txt's files, or remove a stale one; (its path, a summary line)."""
+    from gankit.data.corpus_stats import STATS_FILE, write_corpus_statistics
+
+    path = out / STATS_FILE
+    if cfg is None:
+        if path.is_file():
+            path.unlink()
+            return None, f"removed {path}: it described an earlier run's files (pass --mel-stats to recompute)"
+        return None, ""
+    stats = write_corpus_statistics(out, _stats_frontend(cfg, sample_rate), progress=progress)
+    return path, (f"wrote {path}: preset {stats.preset} statistics of {stats.files} training files "
+                  f"({stats.frames} frames)")

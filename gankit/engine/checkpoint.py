@@ -18,6 +18,7 @@ from gankit.errors import CheckpointError
 __all__ = ["CheckpointManager", "Saved", "safe_load", "save_torch"]
 
 STATE_PATTERN = re.compile(r"^state_(\d{8})\.pt$")
+CHECKPOINT_PATTERN = re.compile(r"^(state|generator)_(\d{8})\.pt$")
 MANIFEST = "manifest.json"
 
 
@@ -31,8 +32,10 @@ class Saved:
 class CheckpointManager:
     """Owns `RUN/checkpoints`: writes new checkpoints, keeps the last K plus the best, tracks the manifest.
 
-    Order on save: write state and generator files atomically → load both back (verified) → delete
-    old files retention no longer needs (never the newest loadable or the best) → update the manifest.
+    Order on save: write state and generator files atomically → load both back (verified) → write the
+    manifest naming the new checkpoint and none of the files retention is about to delete → delete them.
+    A failure or kill at any point leaves the previous checkpoint loadable and a manifest that names only
+    files on disk; files a killed run left unlisted are taken back into the list on the next save.
     Resume does not trust the manifest alone: it takes the newest state file that loads.
     """
 
@@ -53,8 +56,8 @@ class CheckpointManager:
                     return data
         return {"checkpoints": [], "best_metric": self.metric}
 
-    def _write_manifest(self) -> None:
-        atomic.write_text(self.folder / MANIFEST, json.dumps(self.manifest, indent=2) + "\n")
+    def _write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic.write_text(self.folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
     @property
     def best_value(self) -> float | None:
@@ -76,37 +79,74 @@ class CheckpointManager:
         atomic._hook("after_write")
         for name in (saved.state, saved.generator):
             safe_load(self.folder / name)  # verified loadable before anything old is deleted
-        entries = [e for e in self.manifest["checkpoints"] if e["step"] != step]
+        manifest = self._reconciled_manifest()
+        entries = [e for e in manifest["checkpoints"] if e["step"] != step]
         entries.append({"step": step, "state": saved.state, "generator": saved.generator, "metric": metric_value})
         entries.sort(key=lambda e: e["step"])
-        self.manifest["checkpoints"] = entries
-        self.manifest["latest"] = saved.state
-        self.manifest["latest_generator"] = saved.generator
-        self.manifest["latest_step"] = step
-        if metric_value is not None and self.is_better(metric_value):
-            self.manifest.update(
+        manifest.update(latest=saved.state, latest_generator=saved.generator, latest_step=step)
+        best = manifest.get("best_value")  # from the reconciled manifest: a deleted best no longer counts
+        if metric_value is not None and (best is None or metric_value < float(best)):
+            manifest.update(
                 best=saved.state, best_generator=saved.generator, best_step=step,
                 best_value=metric_value, best_metric=self.metric,
             )
-        self._apply_retention()
-        self._write_manifest()
+        kept, doomed = self._retention(entries, manifest)
+        doomed_files = [name for e in doomed for name in (e["state"], e["generator"])]
+        spared = {name for e in entries for name in (e["state"], e["generator"])}
+        spared |= {str(manifest.get(key, "")) for key in ("best", "best_generator")}  # never the best's files
+        doomed_files += self._orphans(step, spared)
+        manifest["checkpoints"] = kept
+        # The manifest goes first: if this write fails nothing is deleted yet, and once it is written it names
+        # no file the deletions below remove (a kill during them leaves unlisted files, reconciled next save).
+        self._write_manifest(manifest)
+        self.manifest = manifest
+        for name in doomed_files:
+            atomic._hook("during_retention")
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / name).unlink()
         return saved
 
-    def _apply_retention(self) -> None:
-        entries = self.manifest["checkpoints"]
+    def _reconciled_manifest(self) -> dict[str, Any]:
+        """The manifest with its list made to match the complete checkpoints (state and generator) on disk.
+
+        A run killed between writing a checkpoint and its manifest update leaves files the list lacks; a
+        file deleted by hand leaves entries naming nothing. Both would escape retention or mislead readers.
+        """
+        manifest = dict(self.manifest)
+        listed = {int(e["step"]): e for e in manifest.get("checkpoints", []) if isinstance(e, dict) and "step" in e}
+        entries = []
+        for step, path in sorted(self.state_files()):
+            generator = f"generator_{step:08d}.pt"
+            if not (self.folder / generator).is_file():
+                continue  # half a checkpoint: not listed; `_orphans` removes it once a newer one is saved
+            entry = listed.get(step, {"metric": None})
+            entries.append({**entry, "step": step, "state": path.name, "generator": generator})
+        manifest["checkpoints"] = entries
+        if manifest.get("best") and not (self.folder / str(manifest["best"])).is_file():
+            for key in ("best", "best_generator", "best_step", "best_value"):
+                manifest.pop(key, None)  # the best was deleted: the next validation chooses a new one
+        return manifest
+
+    def _retention(
+        self, entries: list[dict[str, Any]], manifest: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(kept, to delete): the last `keep_last` by step, always the latest (just verified) and the best."""
         keep = {e["state"] for e in entries[-self.keep_last :]}
-        keep.add(self.manifest.get("latest", ""))
-        keep.add(self.manifest.get("best", ""))
-        kept = []
-        for entry in entries:
-            if entry["state"] in keep:
-                kept.append(entry)
-                continue
-            atomic._hook("during_retention")
-            for name in (entry["state"], entry["generator"]):
-                with contextlib.suppress(FileNotFoundError):
-                    (self.folder / name).unlink()
-        self.manifest["checkpoints"] = kept
+        keep.add(manifest.get("latest", ""))
+        keep.add(manifest.get("best", ""))
+        kept = [e for e in entries if e["state"] in keep]
+        doomed = [e for e in entries if e["state"] not in keep]
+        return kept, doomed
+
+    def _orphans(self, step: int, spared: set[str]) -> list[str]:
+        """State or generator files older than `step`, not in `spared`, whose other half is missing (a write that
+        failed or was killed between the two): not a checkpoint, superseded by the one just verified."""
+        found = []
+        for path in self.folder.iterdir():
+            match = CHECKPOINT_PATTERN.match(path.name)
+            if match and int(match.group(2)) < step and path.name not in spared:
+                found.append(path.name)
+        return sorted(found)
 
     # --- finding --------------------------------------------------------------------------------
     def state_files(self) -> list[tuple[int, Path]]:

@@ -66,6 +66,13 @@ def _no_sync(modules: Sequence[nn.Module], active: bool) -> contextlib.AbstractC
     return stack
 
 
+def _backward(loss: torch.Tensor) -> None:
+    """Back-propagate, unless nothing trainable reached the loss (every parameter it reads is frozen, e.g. a
+    discriminator with requires_grad False): then there is no gradient to compute and each one stays zero."""
+    if loss.requires_grad:
+        loss.backward()
+
+
 def _accumulate(into: dict[str, float], logs: Mapping[str, float], weight: float) -> None:
     for key, value in logs.items():
         into[key] = into.get(key, 0.0) + weight * value
@@ -130,7 +137,7 @@ class GanStepper:
                     if adversarial:
                         with self.precision.autocast():
                             d_terms, readout = self.task.discriminator_loss(self.live, batch, gen)
-                        self.precision.scale(d_terms.total / len(window)).backward()
+                        _backward(self.precision.scale(d_terms.total / len(window)))
                         _accumulate(d_losses, d_terms.logs, 1.0 / len(window))
                         out.readout = readout
                         if accum == 1 and final:
@@ -140,7 +147,7 @@ class GanStepper:
                     if trains_g:
                         with frozen([self.plain[k] for k in self.d.keys]), self.precision.autocast():
                             g_terms = self.task.generator_loss(g_view, batch, gen, adversarial)
-                        self.precision.scale(g_terms.total / len(window)).backward()
+                        _backward(self.precision.scale(g_terms.total / len(window)))
                         _accumulate(g_logs, g_terms.logs, 1.0 / len(window))
                         out.last_pass = GeneratorPass(fake=gen.fake.detach(), real=gen.real.detach())
             if adversarial and not d_applied:
@@ -163,15 +170,21 @@ class GanStepper:
 
     def _apply(self, step: int, slot: OptimizerSlot, losses: dict[str, float], out: StepOutcome) -> None:
         """unscale → clip → non-finite check → optimizer step (EMA follows in the trainer)."""
-        self.precision.unscale(slot.optimizer)
         params = slot.parameters(self.plain)
+        # No gradient at all (its networks frozen): the norm is 0 and there is no update to apply; fp16's
+        # scaler would also refuse to step an optimizer it recorded no gradients for.
+        has_grads = any(p.grad is not None for p in params)
+        if has_grads:
+            self.precision.unscale(slot.optimizer)
         max_norm = slot.clip if slot.clip is not None else math.inf
-        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
+        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if has_grads else 0.0
         out.grad_norms[slot.name] = norm
         out.trained.add(slot.name)
-        if self.should_skip(step, losses, {slot.name: norm}):
+        if self.should_skip(step, losses, {slot.name: norm}):  # every rank asks, whatever its gradients
             slot.optimizer.zero_grad(set_to_none=True)
             out.skipped.add(slot.name)
+            return
+        if not has_grads:
             return
         self.precision.step(slot.optimizer)
         out.stepped.add(slot.name)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gankit.data.corpus_stats import with_corpus_statistics
 from gankit.engine.checkpoint import CheckpointManager
 from gankit.engine.data import TrainData, build_train_data
 from gankit.engine.distributed import DistContext
@@ -24,7 +25,7 @@ from gankit.engine.rng import capture_rng, restore_rng, seed_everything
 from gankit.engine.run_dir import RunDirectory
 from gankit.engine.settings import DataSettings, OptimSettings, TrainSettings, from_mapping
 from gankit.engine.state import InitialWeights, generator_payload
-from gankit.engine.validation import run_validation
+from gankit.engine.validation import objective_measures, run_validation
 from gankit.errors import CheckpointError, ConfigError
 from gankit.tasks import build_task
 
@@ -46,6 +47,9 @@ class Trainer:
         init: InitialWeights | None = None,
         progress: bool = True,
     ) -> None:
+        # A preset normalising by corpus statistics takes them from data.dir now, so config.yaml, the
+        # checkpoints and every generator file's frontend carry them (`gankit train` resuming keeps the saved ones).
+        config = with_corpus_statistics(config, log=print if dist.is_main else None)
         self.config = dict(config)
         self.dist = dist
         self.device = dist.device
@@ -132,7 +136,12 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return {k: DDP(n, device_ids=ids, broadcast_buffers=False) for k, n in self.nets.items()}
+        # DDP refuses a module with nothing to train (e.g. a frozen discriminator); it has no gradients to reduce.
+        # Buffers are synced from rank 0 once, here, not before every forward: the only ones are spectral norm's
+        # u/v, whose power iteration depends on the weights alone (identical on every rank), and G's loss reads D
+        # through the plain module, where a per-forward broadcast would not happen anyway.
+        return {k: DDP(n, device_ids=ids, forward_sync_buffers=False) if any(p.requires_grad for p in n.parameters())
+                else n for k, n in self.nets.items()}
 
     # --- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -172,16 +181,33 @@ class Trainer:
 
     def _resume(self) -> bool:
         found = self.ckpt.latest_loadable(map_location=self.device)
-        if found is None:
-            return False
-        path, state = found
-        self.load_state_dict(state)
+        if found is not None:
+            path, state = found
+            self.load_state_dict(state)
+        self._check_ranks_resume_alike()
+        # Logs start where training does: past the resumed step, or past step 0 when no checkpoint was found
+        # (an earlier attempt killed before its first checkpoint left rows this run will write again).
         if self.dist.is_main:
             self.run.truncate_logs_after(self.step)
             self.health.truncate_after(self.step)
+        if found is None:
+            return False
         self._print(f"resumed from {path} at step {self.step} (epoch {self.epoch}, "
                     f"{self.samples_in_epoch} samples into it)")
         return True
+
+    def _check_ranks_resume_alike(self) -> None:
+        """Every rank reads the checkpoint itself: one that found another (or none, on a machine that does not
+        see the run directory) would count other steps than the rest, and the ranks' collectives part ways."""
+        if not self.dist.enabled:
+            return
+        newest, oldest = self.dist.agree_max(self.step), -self.dist.agree_max(-self.step)
+        if newest != oldest:
+            raise CheckpointError(
+                f"the ranks found different checkpoints in {self.ckpt.folder} (from step {oldest} to step {newest}). "
+                "Every rank reads the run directory to resume, so with several machines it must be on storage they "
+                "all see (the same path on each)."
+            )
 
     def save_checkpoint(self, metric: float | None = None) -> None:
         if self.dist.is_main:
@@ -256,10 +282,19 @@ class Trainer:
         self._print(f"{name} received: finishing this step, saving a checkpoint, then stopping "
                     "(send it again to stop at once)")
 
+    def _stop_requested(self) -> bool:
+        """Whether a stop signal reached this rank or any other (agreed: a rank stopping alone hangs the rest).
+
+        `_stop_signal` stays this process's own: a signal another rank got does not make this one's first
+        signal count as the second (which stops at once).
+        """
+        return bool(self.dist.agree_max(int(self._stop_signal is not None)))
+
     def _done(self) -> bool:
         s = self.settings
         if s.max_seconds is not None and getattr(self, "_started", None) is not None:
-            if time.monotonic() - self._started >= s.max_seconds:
+            # Ranks' clocks differ: the first rank out of time stops them all, at the same step.
+            if self.dist.agree_max(int(time.monotonic() - self._started >= s.max_seconds)):
                 return True
         return (s.max_steps is not None and self.step >= s.max_steps) or (
             s.max_epochs is not None and self.epoch >= s.max_epochs
@@ -270,8 +305,9 @@ class Trainer:
         return self.data_settings.batch_size * self.dist.world_size
 
     def _windows_left_in_epoch(self) -> int:
-        consumed = self.samples_in_epoch // self._global_batch
-        return (self.data.batches_per_epoch - consumed) // self.windows_per_step
+        # In global positions: a run resumed with another number of ranks may stand between two global batches.
+        left = self.data.sampler.epoch_length - self.samples_in_epoch
+        return left // (self._global_batch * self.windows_per_step)
 
     def _to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         return {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
@@ -301,12 +337,14 @@ class Trainer:
     def _loop(self, bar: Any) -> int:
         s = self.settings
         step_started = time.perf_counter()
-        while not self._done():
+        # A stop signal is checked before every step, not only right after one: it may arrive during the
+        # validation or checkpoint that follows a step, or at an epoch's end.
+        while not self._done() and not self._stop_requested():
             self.data.sampler.set_epoch(self.epoch, skip_samples=self.samples_in_epoch)
             batches = iter(self.data.loader)
             action = "continue"
             exhausted = False
-            while self._windows_left_in_epoch() >= 1 and not self._done():
+            while self._windows_left_in_epoch() >= 1 and not self._done() and not self._stop_requested():
                 windows = self._next_windows(batches)
                 if windows is None:  # the loader ran short of what the sampler promised: end the epoch
                     exhausted = True
@@ -324,7 +362,7 @@ class Trainer:
                 action = self._after_step(outcome, now - step_started)
                 step_started = now
                 self._update_bar(bar, outcome)
-                if action != "continue" or self._stop_signal is not None:
+                if action != "continue" or self._stop_requested():
                     break
                 if self.step % s.val_every == 0:
                     self._validate()
@@ -339,14 +377,19 @@ class Trainer:
             if action == "rollback":
                 self._rollback()
                 continue
-            if self._stop_signal is not None:
-                self._checkpoint_now()
-                self._print(f"saved step {self.step} to {self.ckpt.folder}; run the same command to resume.")
-                return EXIT_OK
+            if self._stop_requested():
+                return self._stop_for_signal()
             if exhausted or self._windows_left_in_epoch() < 1:
                 self._end_epoch()
+        if self._stop_requested() and not self._done():
+            return self._stop_for_signal()
         self._checkpoint_now()
         self._print(f"done: step {self.step}, epoch {self.epoch}; checkpoints in {self.ckpt.folder}")
+        return EXIT_OK
+
+    def _stop_for_signal(self) -> int:
+        self._checkpoint_now()
+        self._print(f"saved step {self.step} to {self.ckpt.folder}; run the same command to resume.")
         return EXIT_OK
 
     def _update_bar(self, bar: Any, outcome: StepOutcome) -> None:
@@ -396,6 +439,15 @@ class Trainer:
             rate = self.task.frontend.sample_rate
             metrics, samples = run_validation(self.task, nets, self.val_batches, self.device, self.step,
                                               self.run.samples, rate)
+            value = metrics.get(self.ckpt.metric)
+            if value is not None and math.isfinite(value):
+                self.last_val = (self.step, value)
+                self._print(f"step {self.step}: {self.ckpt.metric} {value:.4f}")
+                new_best = int(self.ckpt.is_better(value))
+            measures = list(self.settings.val_measures)
+            if new_best:
+                measures += [m for m in self.settings.best_measures if m not in measures]
+            metrics.update(objective_measures(samples[: self.settings.measure_items], measures, rate))
             assert self.run.validation is not None
             self.run.validation.append({"step": self.step, "epoch": self.epoch, **metrics,
                                         "samples": [x.utterance_id for x in samples]})
@@ -403,11 +455,6 @@ class Trainer:
             for sample in samples[:4]:
                 self.run.tensorboard.add_audio(f"val/{sample.utterance_id}", sample.fake_audio.unsqueeze(0),
                                                self.step, sample_rate=rate)
-            value = metrics.get(self.ckpt.metric)
-            if value is not None and math.isfinite(value):
-                self.last_val = (self.step, value)
-                self._print(f"step {self.step}: {self.ckpt.metric} {value:.4f}")
-                new_best = int(self.ckpt.is_better(value))
         if self.dist.agree_max(new_best):
             self._checkpoint_now()
 

@@ -12,6 +12,8 @@ Steps are counted as the engine's generator-loss calls on the live networks: the
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,9 @@ class Faults:
     freeze_discriminators: bool = False  # requires_grad False on every discriminator parameter
     nan_loss_at: set[int] = field(default_factory=set)  # steps whose generator loss is NaN
     loss_scale_at: dict[int, float] = field(default_factory=dict)  # steps whose generator loss is multiplied
+    # Rank-local faults for DDP tests (tests/support/ddp_worker.py sets them on one rank only):
+    nan_logged_at: set[int] = field(default_factory=set)  # steps whose *logged* g/total is NaN (gradients finite)
+    sigterm_at: set[int] = field(default_factory=set)  # steps during which this process sends itself SIGTERM
 
 
 FAULTS = Faults()
@@ -84,10 +89,14 @@ class FaultyTask:
         self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], gen: Any, adversarial: bool
     ) -> LossTerms:
         terms = self.inner.generator_loss(nets, batch, gen, adversarial)
-        if nets["generator"] is not self.generator:  # the probe's deep copies
-            return terms
+        if getattr(nets["generator"], "module", nets["generator"]) is not self.generator:  # the probe's copies
+            return terms  # (under DDP the live generator is the wrapper around self.generator)
         self.g_calls += 1
         step = self.g_calls
+        if step in self.faults.sigterm_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        if step in self.faults.nan_logged_at:
+            terms = dataclasses.replace(terms, logs={**terms.logs, "g/total": float("nan")})
         scale = self.faults.loss_scale_at.get(step)
         if step in self.faults.nan_loss_at:
             scale = float("nan")

@@ -88,7 +88,8 @@ def find_unused_parameters(
         used: set[int] = set()
         if d_keys:
             d_terms, _ = task.discriminator_loss(copies, small, gen)
-            d_terms.total.backward(retain_graph=True)  # G's graph is needed again below
+            if d_terms.total.requires_grad:  # a constant when every D parameter is frozen: nothing to probe
+                d_terms.total.backward(retain_graph=True)  # G's graph is needed again below
             used |= {id(p) for k in d_keys for p in copies[k].parameters() if p.grad is not None}
         for k in g_keys:  # a G gradient that came through D's loss is not how G is trained: forget it
             for p in copies[k].parameters():
@@ -97,7 +98,8 @@ def find_unused_parameters(
         for p, _ in d_flags:
             p.requires_grad_(False)
         g_terms = task.generator_loss(copies, small, gen, True)
-        g_terms.total.backward()
+        if g_terms.total.requires_grad:
+            g_terms.total.backward()
         used |= {id(p) for k in g_keys for p in copies[k].parameters() if p.grad is not None}
         for p, flag in d_flags:
             p.requires_grad_(flag)
