@@ -63,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
 
     from gankit.engine.launch import train
 
-    print(f"[2/5] training hifigan_tiny for {args.minutes:g} min in {args.run_dir} "
-          f"(mel-loss warm-up for the first {warmup} steps)")
+    train_cfg = config["train"]  # overrides on the command line win over the demo's own settings
+    limit = f"{args.minutes:g} min" + (f" or {train_cfg['max_steps']} steps" if train_cfg.get("max_steps") else "")
+    print(f"[2/5] training hifigan_tiny for {limit} in {args.run_dir} "
+          f"(mel-loss warm-up for the first {train_cfg['warmup_steps']} steps)")
     code = train(config, args.run_dir, progress=not args.no_progress)
     if code != 0:
         return code

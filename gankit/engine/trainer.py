@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -329,10 +330,17 @@ class Trainer:
         self.epoch += 1
         self.samples_in_epoch = 0
         if self.optim_settings.lr_decay_every == "epoch":
-            self.sched_g.step()
-            self.sched_d.step()
+            self._step_schedulers()
         if self.settings.ckpt_every_epochs is not None and self.epoch % self.settings.ckpt_every_epochs == 0:
             self._checkpoint_now()
+
+    def _step_schedulers(self) -> None:
+        # During a mel-only warm-up (or with frozen discriminators) the D optimizer has not stepped yet, and
+        # PyTorch warns; the schedule is meant to follow epochs regardless, so that warning is noise here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            self.sched_g.step()
+            self.sched_d.step()
 
     def _loop(self, bar: Any) -> int:
         s = self.settings
@@ -356,8 +364,7 @@ class Trainer:
                     self.ema.update(self.nets["generator"])
                 self.step += 1
                 if self.optim_settings.lr_decay_every == "step":
-                    self.sched_g.step()
-                    self.sched_d.step()
+                    self._step_schedulers()
                 now = time.perf_counter()
                 action = self._after_step(outcome, now - step_started)
                 step_started = now
