@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from benchmarks.machine import describe_machine
 from gankit.config import load_config
 from gankit.engine.distributed import DistContext
 from gankit.engine.gan_step import GanStepper, OptimizerSlot
@@ -58,6 +59,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if __package__ in (None, ""):  # run as a script (python benchmarks/bench_train_step.py): the repo root on the path
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.machine import describe_machine
+
     print(f"machine: {describe_machine()}")
     print(f"batch {args.batch} × {args.segment} samples, median of {args.repeats} steps after one warm-up step")
     rows = []

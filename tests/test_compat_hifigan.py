@@ -44,16 +44,10 @@ from tests.support.original_hifigan import (
 )
 
 # The legacy hooks are the point of these tests.
-pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine spinning OpenMP workers cost 10-100×."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 # --- the original's files -------------------------------------------------------------------------------

@@ -26,7 +26,10 @@ from gankit.infer.evaluation import GRIFFIN_LIM, MODEL, Reference, evaluate_voco
 from gankit.models.hifigan import HifiGanGenerator, HifiGanGeneratorConfig
 from tests.support.corpus import voiced_clip, write_corpus
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 REPO = Path(__file__).resolve().parents[1]
 FESTVOX_WAV = Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits/wav")
@@ -37,15 +40,6 @@ KEYS = {"mel_l1": ["mel_l1"], "mrstft": ["mrstft_sc", "mrstft_mag", "mrstft_tota
 ALL_KEYS = [k for keys in KEYS.values() for k in keys]
 HIGHER_IS_BETTER = {"pesq_wb", "stoi"}
 T_975_1DOF = 12.706204736174707  # Student t quantile 0.975 with 1 degree of freedom (two files)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """On a shared 2-core machine, OpenMP workers spinning against other jobs cost 10-50×."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def save_random_generator(path: Path, sample_rate: int) -> Path:

@@ -33,7 +33,10 @@ from tests.support.original_hifigan import (
     write_config,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 TINY = {  # V1's layout at 1/16 of its width
     "resblock": "1",
@@ -53,15 +56,6 @@ TINY_V3 = {
 }
 FRONTEND = build_frontend({"preset": "hifigan"})
 HOP = 256
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """On a shared 2-core machine, spinning OpenMP workers make these tiny forwards 10-50× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def ln_mel(frames: int, seed: int) -> np.ndarray:

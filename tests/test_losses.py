@@ -10,14 +10,7 @@ from gankit.losses.adversarial import HingeLoss, LsganLoss, build_adversarial
 from gankit.losses.feature_matching import feature_matching_loss
 from gankit.losses.spectral import MultiResolutionSTFTLoss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine spinning OpenMP workers cost 10-100×."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def full(value: float, *shape: int) -> torch.Tensor:

@@ -21,14 +21,7 @@ from gankit.models.hifigan import (
 )
 from gankit.models.layers import DiscriminatorOutput, get_padding, init_normal_, remove_parametrizations
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine spinning OpenMP workers cost 10-100×."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 V1: dict = {}

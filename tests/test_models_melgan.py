@@ -19,15 +19,10 @@ from gankit.models.layers import DiscriminatorOutput, remove_parametrizations
 from gankit.models.melgan import MelGanGenerator, MelGanGeneratorConfig, MelGanMultiScaleDiscriminator
 from tests.support import original_melgan
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 def count(module: nn.Module) -> int:

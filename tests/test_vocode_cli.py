@@ -23,22 +23,16 @@ from gankit.models.hifigan import HifiGanGenerator, HifiGanGeneratorConfig
 from tests.support.corpus import voiced_clip
 from tests.support.original_hifigan import original_inference_e2e
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"upsample_initial_channel": 32}  # V1's layout at 1/16 of its width
 HOP = 256
 # Modules `gankit vocode` must not import: each costs 0.3-3 s of start-up and vocoding given mels needs none.
 HEAVY = ("librosa", "numba", "matplotlib", "tensorboard", "scipy", "omegaconf", "gankit.tasks", "gankit.engine.trainer")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """In-process forwards too: on a shared 2-core machine, OpenMP workers spinning against other jobs cost 10-50×."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def gankit(*args: str | Path, python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -20,6 +20,8 @@ from gankit.models.layers import (
     DiscriminatorOutput,
     Norm,
     apply_norm,
+    check_channel_divisor,
+    config_from_dict,
     conv1d,
     get_padding,
     init_normal_,
@@ -48,15 +50,7 @@ class HifiGanGeneratorConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HifiGanGeneratorConfig:
         """Build and validate; unknown keys and impossible shapes raise `ConfigError` naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(
-                f"model.generator: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
-            )
-        cfg = cls(**dict(d))
-        cfg.validate()
-        return cfg
+        return config_from_dict(cls, d)
 
     def validate(self) -> None:
         """Normalise value types (lists, str resblock) and check the shapes are buildable."""
@@ -219,12 +213,6 @@ def _width(channels: int, divisor: int) -> int:
     return max(1, channels // divisor)
 
 
-def _check_divisor(divisor: Any) -> int:
-    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
-        raise ConfigError(f"channel_divisor must be a positive integer (1 = the original widths), got {divisor!r}")
-    return divisor
-
-
 class PeriodDiscriminator(nn.Module):
     """The original DiscriminatorP: the waveform folded to [T/p, p] and 2-D convs along time."""
 
@@ -264,7 +252,7 @@ class MultiPeriodDiscriminator(nn.Module):
             if isinstance(p, bool) or not isinstance(p, int) or p < 1:
                 raise ConfigError(f"mpd.periods must hold positive integers, got {p!r} in {list(periods)}")
         self.periods = tuple(int(p) for p in periods)
-        self.channel_divisor = _check_divisor(channel_divisor)
+        self.channel_divisor = check_channel_divisor(channel_divisor)
         self.discriminators = nn.ModuleList(PeriodDiscriminator(p, self.channel_divisor) for p in self.periods)
 
     def forward(self, x: Tensor) -> DiscriminatorOutput:
@@ -319,7 +307,7 @@ class MultiScaleDiscriminator(nn.Module):
 
     def __init__(self, channel_divisor: int = 1) -> None:
         super().__init__()
-        self.channel_divisor = _check_divisor(channel_divisor)
+        self.channel_divisor = check_channel_divisor(channel_divisor)
         self.discriminators = nn.ModuleList(
             [
                 ScaleDiscriminator("spectral", self.channel_divisor),

@@ -7,12 +7,15 @@ legacy names; `gankit.compat` maps them at the file boundary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, Protocol, TypeVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations, parametrize
+
+from gankit.errors import ConfigError
 
 Norm = Literal["weight", "spectral", "none"]
 M = TypeVar("M", bound=nn.Module)
@@ -95,3 +98,29 @@ class DiscriminatorOutput:
 
     def __len__(self) -> int:
         return len(self.scores)
+
+
+class _ValidatedConfig(Protocol):
+    def validate(self) -> None: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=_ValidatedConfig)
+
+
+def config_from_dict(cls: type[ConfigT], d: Mapping[str, Any], section: str = "model.generator") -> ConfigT:
+    """Build a model config dataclass and validate it; unknown keys raise `ConfigError` naming them."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"{section}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+    cfg = cls(**dict(d))
+    cfg.validate()
+    return cfg
+
+
+def check_channel_divisor(divisor: Any) -> int:
+    """A discriminator's width divisor (1 = the original widths; tiny CPU configs use 16 or 32)."""
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+        raise ConfigError(f"channel_divisor must be a positive integer (1 = the original widths), got {divisor!r}")
+    return divisor
+

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from gankit.errors import ConfigError
-from gankit.models.layers import DiscriminatorOutput, apply_norm, remove_parametrizations
+from gankit.models.layers import (
+    DiscriminatorOutput,
+    apply_norm,
+    check_channel_divisor,
+    config_from_dict,
+    remove_parametrizations,
+)
 
 LRELU_SLOPE = 0.2
 
@@ -38,15 +44,7 @@ class MelGanGeneratorConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MelGanGeneratorConfig:
         """Build and validate; unknown keys and impossible shapes raise `ConfigError` naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(
-                f"model.generator: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
-            )
-        cfg = cls(**dict(d))
-        cfg.validate()
-        return cfg
+        return config_from_dict(cls, d)
 
     def validate(self) -> None:
         for name in ("n_mels", "ngf", "residual_layers", "residual_stacks"):
@@ -151,12 +149,6 @@ class MelGanGenerator(nn.Module):
 # --- discriminator ----------------------------------------------------------------------------------
 
 
-def _check_divisor(divisor: Any) -> int:
-    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
-        raise ConfigError(f"channel_divisor must be a positive integer (1 = the original widths), got {divisor!r}")
-    return divisor
-
-
 class NLayerDiscriminator(nn.Module):
     """The original's NLayerDiscriminator: reflect pad 7 + conv k15, `n_layers` grouped strided convs, conv k5, conv k3.
 
@@ -212,7 +204,7 @@ class MelGanMultiScaleDiscriminator(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"model.msd.{name} must be a positive integer, got {value!r}")
         self.n_layers = n_layers
-        self.channel_divisor = _check_divisor(channel_divisor)
+        self.channel_divisor = check_channel_divisor(channel_divisor)
         self.model = nn.ModuleDict(
             {
                 f"disc_{i}": NLayerDiscriminator(ndf, n_layers, downsampling_factor, channel_divisor)
