@@ -531,6 +531,24 @@ def test_a_save_lists_unlisted_checkpoints_removes_half_ones_and_keeps_the_best(
     assert on_disk == listed == [f"{kind}_{step:08d}.pt" for kind in ("generator", "state") for step in (1, 4, 5)]
 
 
+def test_a_save_removes_temporary_files_that_killed_writes_left(tmp_path: Path) -> None:
+    """A write killed before its rename leaves `.NAME.XXXX.tmp`; the next save deletes those (after its manifest
+    is written) and nothing else: not a checkpoint, not a file that is not gankit's."""
+    from gankit.checkpoint_io import save_torch
+    from gankit.engine.checkpoint import CheckpointManager
+
+    folder = tmp_path / "checkpoints"
+    CheckpointManager(folder, keep_last=2).save(1, {"format": "gankit", "kind": "train_state", "step": 1}, {"step": 1})
+    stale = [".state_00000002.pt.k1q9.tmp", ".generator_00000002.pt.x7.tmp", ".manifest.json.a3.tmp"]
+    for name in stale:
+        (folder / name).write_bytes(b"half a file")
+    save_torch(folder / ".notes.txt.z.tmp", {"kept": True})  # not a name gankit's checkpoint writes make
+    CheckpointManager(folder, keep_last=2).save(2, {"format": "gankit", "kind": "train_state", "step": 2}, {"step": 2})
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == [".notes.txt.z.tmp", "generator_00000001.pt", "generator_00000002.pt", "manifest.json",
+                    "state_00000001.pt", "state_00000002.pt"], left
+
+
 def test_a_new_checkpoint_is_verified_before_an_old_one_is_deleted(
     tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

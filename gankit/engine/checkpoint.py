@@ -19,6 +19,9 @@ __all__ = ["CheckpointManager", "Saved", "safe_load", "save_torch"]
 
 STATE_PATTERN = re.compile(r"^state_(\d{8})\.pt$")
 CHECKPOINT_PATTERN = re.compile(r"^(state|generator)_(\d{8})\.pt$")
+# gankit.atomic's temporary siblings (".NAME.XXXX.tmp") of what this folder holds; one that is still there when a
+# save starts was left by a write that was killed (saves are sequential, and only rank 0 writes here).
+STALE_TEMPORARY_PATTERN = re.compile(r"^\.((state|generator)_\d{8}\.pt|manifest\.json)\..+\.tmp$")
 MANIFEST = "manifest.json"
 
 
@@ -94,7 +97,7 @@ class CheckpointManager:
         doomed_files = [name for e in doomed for name in (e["state"], e["generator"])]
         spared = {name for e in entries for name in (e["state"], e["generator"])}
         spared |= {str(manifest.get(key, "")) for key in ("best", "best_generator")}  # never the best's files
-        doomed_files += self._orphans(step, spared)
+        doomed_files += self._orphans(step, spared) + self._stale_temporaries()
         manifest["checkpoints"] = kept
         # The manifest goes first: if this write fails nothing is deleted yet, and once it is written it names
         # no file the deletions below remove (a kill during them leaves unlisted files, reconciled next save).
@@ -147,6 +150,10 @@ class CheckpointManager:
             if match and int(match.group(2)) < step and path.name not in spared:
                 found.append(path.name)
         return sorted(found)
+
+    def _stale_temporaries(self) -> list[str]:
+        """Temporary files of writes that were killed before their rename: never a checkpoint, only disk."""
+        return sorted(p.name for p in self.folder.iterdir() if STALE_TEMPORARY_PATTERN.match(p.name))
 
     # --- finding --------------------------------------------------------------------------------
     def state_files(self) -> list[tuple[int, Path]]:
