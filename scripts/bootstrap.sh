@@ -33,7 +33,9 @@ stamp=.venv/.gankit-installed
 want="$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing Python packages into .venv (torch 2.13.0 CPU first, so nothing pulls CUDA)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+  # GANKIT_TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU wheel from PyTorch's own index on a
+  # machine that has no local copy of it (PyPI's default Linux wheel is the multi-GB CUDA build).
+  .venv/bin/python -m pip install -q --disable-pip-version-check ${GANKIT_TORCH_INDEX:+--index-url "$GANKIT_TORCH_INDEX"} "torch==2.13.0"
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
   echo "$want" > "$stamp"
 fi
