@@ -20,14 +20,19 @@ def train(
 ) -> int:
     """Train (or resume) the run in `run_dir`; returns the process exit status."""
     dist = init_distributed(str(config.get("device", "auto")))
+    trainer: Trainer | None = None
     try:
         init = read_initial_weights(init_from, keep_optimizer=not reset_optimizer) if init_from else None
         trainer = Trainer(config, run_dir, dist, init=init, progress=progress)
         code = trainer.fit()
+        # Ranks leave together: one tearing down its Gloo connections while a peer is still finishing can
+        # abort that peer at exit ("terminate called without an active exception", seen once in CI).
+        dist.barrier()
         if dist.is_main:
             print(f"run directory: {Path(run_dir).resolve()}\n"
                   f"  checkpoints: {trainer.ckpt.folder}\n  logs: metrics.jsonl, events.jsonl, tensorboard/ "
                   f"(tensorboard --logdir {Path(run_dir) / 'tensorboard'})")
         return code
     finally:
+        trainer = None  # its DDP wrappers use the process group: release them before the group goes
         shutdown_distributed()
