@@ -11,17 +11,11 @@ from gankit.models.hifigan import (
     MultiPeriodDiscriminator,
     MultiScaleDiscriminator,
 )
-from gankit.tasks.vocoder import VocoderGanTask, check_shapes
-
-
-def generator_config(config: Mapping[str, Any]) -> HifiGanGeneratorConfig:
-    gen = dict(config["model"]["generator"])
-    gen.setdefault("n_mels", config["frontend"].get("n_mels", 80))
-    return HifiGanGeneratorConfig.from_dict(gen)
+from gankit.tasks.vocoder import VocoderGanTask, check_shapes, generator_config_of
 
 
 def build_hifigan_task(config: Mapping[str, Any]) -> VocoderGanTask:
-    gen_cfg = generator_config(config)
+    gen_cfg = generator_config_of(config, HifiGanGeneratorConfig)
     mpd = dict(config["model"].get("mpd") or {})
     msd = dict(config["model"].get("msd") or {})
     # The original optim_d steps MSD's parameters, then MPD's: keep that order so its state maps by position.

@@ -7,19 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from gankit.models.melgan import MelGanGenerator, MelGanGeneratorConfig, MelGanMultiScaleDiscriminator
-from gankit.tasks.vocoder import VocoderGanTask, check_shapes
+from gankit.tasks.vocoder import VocoderGanTask, check_shapes, generator_config_of
 
 DEFAULT_N_LAYERS = 4  # the published discriminator's n_layers_D
 
 
-def generator_config(config: Mapping[str, Any]) -> MelGanGeneratorConfig:
-    gen = dict(config["model"]["generator"])
-    gen.setdefault("n_mels", config["frontend"].get("n_mels", 80))
-    return MelGanGeneratorConfig.from_dict(gen)
-
-
 def build_melgan_task(config: Mapping[str, Any]) -> VocoderGanTask:
-    gen_cfg = generator_config(config)
+    gen_cfg = generator_config_of(config, MelGanGeneratorConfig)
     msd = dict(config["model"].get("msd") or {})
     task = VocoderGanTask(
         "melgan",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import Self
 
 from gankit.audio.mel import MelFrontend, build_frontend
 from gankit.engine.settings import DataSettings, from_mapping
@@ -54,6 +55,22 @@ class AugmentSettings:
 
 
 NetworkFactory = Callable[[], nn.Module]
+
+
+class _GeneratorConfig(Protocol):
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=_GeneratorConfig)
+
+
+def generator_config_of(config: Mapping[str, Any], config_cls: type[ConfigT]) -> ConfigT:
+    """The config's `model.generator` section as `config_cls` (a model family's config dataclass, which has
+    `from_dict`), its mel band count taken from the front-end unless the section names one."""
+    gen = dict(config["model"]["generator"])
+    gen.setdefault("n_mels", config["frontend"].get("n_mels", 80))
+    return config_cls.from_dict(gen)
 
 
 def check_shapes(
