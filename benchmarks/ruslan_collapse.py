@@ -30,10 +30,10 @@ sys.path.insert(0, str(REPO))
 RUSLAN = (
     "loss.lambda_fm=0",
     "loss.lambda_mel=150",
-    "optim.generator.lr=5e-4",
-    "optim.discriminator.lr=5e-5",
-    "optim.generator.betas=[0.3,0.8]",
-    "optim.discriminator.betas=[0.3,0.8]",
+    "optim.g.lr=5e-4",
+    "optim.d.lr=5e-5",
+    "optim.g.betas=[0.3,0.8]",
+    "optim.d.betas=[0.3,0.8]",
 )
 # Armed within a few hundred steps of this config; quiet on a healthy run of it (see tests/test_health_training.py).
 HEALTH = (
@@ -84,7 +84,7 @@ def train_run(
 ) -> dict[str, Any]:
     from gankit.config import load_config
     from gankit.engine.jsonl import read_jsonl
-    from gankit.engine.launch import train
+    from gankit.training import train
 
     run = out / name
     if (run / "checkpoints").exists():

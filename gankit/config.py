@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from gankit.config_legacy import upgrade_legacy_keys
 from gankit.errors import ConfigError
 
 # Keys that may differ between a saved run and the command that resumes it.
@@ -94,11 +95,11 @@ def _expand_base(data: dict[str, Any], origin: str) -> dict[str, Any]:
     """A config may start from another (`base: hifigan_v1`); its own keys override the base's."""
     base_name = data.pop("base", None)
     if base_name is None:
-        return data
+        return upgrade_legacy_keys(data, complete=True)
     if not isinstance(base_name, str):
         raise ConfigError(f"{origin}: 'base' must name a config.")
     _, base = read_config_source(base_name)
-    return merge(base, data)
+    return merge(base, upgrade_legacy_keys(data, complete=False))
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -150,7 +151,7 @@ def check_override_keys(config: Mapping[str, Any], overrides: Mapping[str, Any],
 
 def load_config(name_or_path: str, overrides: Sequence[str] = ()) -> tuple[str, dict[str, Any]]:
     name, config = read_config_source(name_or_path)
-    parsed = parse_overrides(overrides)
+    parsed = upgrade_legacy_keys(parse_overrides(overrides), complete=False)
     check_override_keys(config, parsed)
     return name, merge(config, parsed)
 
@@ -192,6 +193,7 @@ def config_for_run(
     if saved_config_path is None or not saved_config_path.is_file():
         return name, requested, []
     saved = _read_yaml(saved_config_path.read_text(encoding="utf-8"), str(saved_config_path))
+    saved = upgrade_legacy_keys(saved, complete=True)  # a run written before the keys moved resumes
     requested = _with_derived(saved, requested)
     changed = differing_keys(saved, requested)
     unsafe = [k for k in changed if not is_resume_safe(k)]

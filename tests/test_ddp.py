@@ -40,7 +40,7 @@ import pytest
 import torch
 
 from gankit.engine.jsonl import read_jsonl
-from gankit.engine.launch import train
+from gankit.training import train
 from tests.support.ddp_worker import RANK_STATES
 from tests.support.training import REPO, tiny_config
 

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from gankit.engine.distributed import DistContext
-from gankit.engine.gan_step import StepOutcome
 from gankit.engine.health import (
     AudioStats,
     Check,
@@ -39,8 +38,9 @@ from gankit.engine.health import (
 )
 from gankit.engine.health_session import HealthSession
 from gankit.engine.jsonl import read_jsonl
+from gankit.engine.step import StepOutcome
 from gankit.errors import ConfigError
-from gankit.tasks.base import DiscriminatorReadout, GeneratorPass
+from gankit.tasks.base import DiscriminatorReadout, OptimizerGroup, OutputPair
 
 LSGAN_L0 = 0.5  # LSGAN's no-information D loss per sub-discriminator
 HINGE_L0 = 2.0
@@ -551,7 +551,8 @@ def tiny_task() -> tuple[Any, dict[str, nn.Module]]:
     for net in nets.values():  # every layer has a gradient, as after a real backward
         for p in net.parameters():
             p.grad = torch.ones_like(p)
-    task = SimpleNamespace(generator_keys=("generator",), discriminator_keys=("mpd", "msd"),
+    groups = [OptimizerGroup("g", ("generator",)), OptimizerGroup("d", ("mpd", "msd"))]
+    task = SimpleNamespace(optimizer_groups=lambda: groups,
                            adversarial=SimpleNamespace(name="lsgan", no_information_d_loss=LSGAN_L0))
     return task, nets
 
@@ -578,7 +579,7 @@ def outcome_of(record: StepRecord) -> StepOutcome:
         base = torch.randn(2, 1, 512, generator=gen)
         base = (base - base.mean()) / base.std()
         f, r = record.fake_audio, record.real_audio
-        out.last_pass = GeneratorPass(fake=f.mean + f.std * base, real=r.mean + r.std * base.roll(7, -1))
+        out.outputs = OutputPair(fake=f.mean + f.std * base, real=r.mean + r.std * base.roll(7, -1))
     return out
 
 

@@ -18,12 +18,14 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
 from gankit.engine.distributed import DistContext
-from gankit.engine.gan_step import GanStepper, OptimizerSlot
 from gankit.engine.health import find_unused_parameters
 from gankit.engine.health_session import HealthSession
 from gankit.engine.jsonl import read_jsonl
+from gankit.engine.optim import OptimizerSet, parse_groups
 from gankit.engine.precision import Precision
-from gankit.tasks.base import DiscriminatorReadout, GeneratorPass, LossTerms
+from gankit.engine.step import StepRunner
+from gankit.tasks.base import DiscriminatorReadout, LossTerms, OptimizerGroup, OutputPair, StepContext, Update
+from gankit.tasks.vocoder import GeneratorPass
 
 
 @pytest.fixture(autouse=True)
@@ -82,6 +84,24 @@ class TinyTask:
     discriminator_keys = ("disc",)
     adversarial = SimpleNamespace(name="lsgan", no_information_d_loss=0.5)
     poison = False  # the generator's loss becomes NaN (an injected failure)
+
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        return [OptimizerGroup("g", self.generator_keys), OptimizerGroup("d", self.discriminator_keys)]
+
+    def schedule(self, step: int, last_losses: Mapping[str, float]) -> list[Update]:
+        return [Update("d"), Update("g")]
+
+    def prepare(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> None:
+        ctx.cache["gen"] = self.generate(nets, batch)
+
+    def loss(self, group: str, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> LossTerms:
+        gen = ctx.cache["gen"]
+        if group == "d":
+            terms, terms.readout = self.discriminator_loss(nets, batch, gen)
+            return terms
+        terms = self.generator_loss(nets, batch, gen, True)
+        terms.outputs = OutputPair(gen.fake, gen.real)
+        return terms
 
     def generate(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any]) -> GeneratorPass:
         return GeneratorPass(fake=nets["generator"](batch["mel"]), real=batch["audio"].unsqueeze(1))
@@ -235,7 +255,9 @@ def test_probe_works_on_networks_already_wrapped_in_ddp(tmp_path: Path) -> None:
         before = snapshot(nets)
         assert not find_unused_parameters(task, nets, batch)
         assert_identical(before, snapshot(nets))
-        terms, _ = task.discriminator_loss(live, batch, task.generate(live, batch))
+        ctx = StepContext(step=0, groups=("d",))
+        task.prepare(live, batch, ctx)
+        terms = task.loss("d", live, batch, ctx)
         terms.total.backward()
         assert all(p.grad is not None for p in nets["disc"].parameters())
     finally:
@@ -248,13 +270,13 @@ def test_engine_step_with_the_session_skips_a_nan_update_and_keeps_weights_finit
     lines: list[str] = []
     run = SimpleNamespace(root=tmp_path, writer=True, tensorboard=None)
     health = HealthSession({}, task, nets, run, DistContext(), console=lines.append)
-    slots = [OptimizerSlot(k, torch.optim.SGD(nets[net].parameters(), lr=0.01), (net,), None)
-             for k, net in (("g", "generator"), ("d", "disc"))]
-    stepper = GanStepper(task, nets, nets, *slots, Precision("fp32", torch.device("cpu")), health.should_skip)
+    groups = task.optimizer_groups()
+    optim = OptimizerSet(groups, parse_groups({g.name: {"type": "SGD", "lr": 0.01} for g in groups}, groups), nets)
+    stepper = StepRunner(task, nets, nets, optim, Precision("fp32", torch.device("cpu")), health.should_skip)
     for step in range(3):
         task.poison = step == 1
         before = [p.clone() for p in nets["generator"].parameters()]
-        outcome = stepper.run(step, [[batch]], adversarial=True, d_threshold=None)
+        outcome = stepper.run(step, task.schedule(step, {}), [[batch]])
         assert health.after_step(step + 1, outcome, outcome.losses, {"g": 0.01, "d": 0.01}) == "continue"
         unchanged = all(torch.equal(a, b) for a, b in zip(before, nets["generator"].parameters(), strict=True))
         assert unchanged == (step == 1) and (outcome.skipped == ({"g"} if step == 1 else set()))

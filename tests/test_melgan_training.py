@@ -20,16 +20,16 @@ from gankit.cli import main
 from gankit.compat.hifigan_original import original_to_gankit
 from gankit.config import load_config
 from gankit.data.sampler import SampleKey
+from gankit.data.settings import DataSettings
 from gankit.engine.distributed import DistContext
 from gankit.engine.health_session import HealthSession
 from gankit.engine.jsonl import read_jsonl
-from gankit.engine.launch import train
-from gankit.engine.settings import DataSettings
 from gankit.errors import ConfigError, MelInputError
 from gankit.infer.mel_input import interpolate_bands, read_mel
 from gankit.losses.feature_matching import feature_matching_loss
 from gankit.report.build import build_report
 from gankit.tasks import build_task
+from gankit.training import train
 from tests.support import original_melgan
 from tests.support.corpus import voiced_clip
 from tests.support.report_page import assert_references_resolve, parse
@@ -184,7 +184,7 @@ def test_n_critic_two_makes_two_discriminator_updates_per_generator_step_from_an
     original = original_melgan.Generator(80, 8, 3).state_dict()
     torch.save(original, tmp_path / "netG.pt")
     run = tmp_path / "run"
-    config = melgan_config(tiny_corpus, "train.max_steps=1", "train.ckpt_every=1", "train.n_critic=2")
+    config = melgan_config(tiny_corpus, "train.max_steps=1", "train.ckpt_every=1", "schedule.n_critic=2")
     assert train(config, run, init_from=str(tmp_path / "netG.pt"), progress=False) == 0
     state = torch.load(run / "checkpoints" / "state_00000001.pt", weights_only=True)
 
@@ -200,12 +200,17 @@ def test_n_critic_two_makes_two_discriminator_updates_per_generator_step_from_an
 
 
 def test_d_loss_threshold_holds_the_discriminator(tiny_corpus: Path, tmp_path: Path) -> None:
-    # d/total sums the three scales (6.0 when D knows nothing), so a threshold of 100 always holds D back.
+    # d/total sums the three scales (6.0 when D knows nothing), so a threshold of 100 holds D back from the
+    # second step on: the schedule reads the previous step's loss, and the first step has none.
     run = tmp_path / "run"
-    config = melgan_config(tiny_corpus, "train.max_steps=1", "train.ckpt_every=1", "train.d_loss_threshold=100.0")
+    config = melgan_config(tiny_corpus, "train.max_steps=3", "train.ckpt_every=3", "schedule.d_loss_threshold=100.0")
     assert train(config, run, progress=False) == 0
-    state = torch.load(run / "checkpoints" / "state_00000001.pt", weights_only=True)
-    assert state["optimizers"]["d"]["state"] == {} and len(state["optimizers"]["g"]["state"]) > 0
+    state = torch.load(run / "checkpoints" / "state_00000003.pt", weights_only=True)
+    steps = {name: {float(s["step"]) for s in state["optimizers"][name]["state"].values()} for name in ("d", "g")}
+    assert steps == {"d": {1.0}, "g": {3.0}}
+    rows = list(read_jsonl(run / "metrics.jsonl"))
+    assert all("loss/d/total" in r for r in rows)  # held, D's loss is still computed and logged
+    assert [r.get("skipped") for r in rows] == [None, ["d_held"], ["d_held"]]
 
 
 def test_health_monitor_uses_the_hinge_no_information_loss(tmp_path: Path) -> None:
@@ -258,4 +263,4 @@ def test_random_gain_scales_each_crop_and_leaves_validation_alone(tiny_corpus: P
         build_task(melgan_config(tiny_corpus, "augment.random_gain=[1.0, 0.3]"))
     task = build_task(melgan_config(tiny_corpus, f"data.mels_dir={tiny_corpus}"))
     with pytest.raises(ConfigError, match=r"data\.mels_dir"):
-        task.build_datasets(DataSettings(dir=str(tiny_corpus), mels_dir=str(tiny_corpus)), seed=0)
+        task.build_datasets(seed=0)

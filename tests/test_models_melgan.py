@@ -166,7 +166,7 @@ def test_melgan_yaml_builds_the_published_networks() -> None:
     task = build_task(config)
     assert task.name == "melgan" and task.adversarial.name == "hinge" and task.adversarial.no_information_d_loss == 2.0
     assert task.frontend.preset == "melgan" and task.frontend.fmax == 11025 and task.random_gain == (0.3, 1.0)
-    assert task.loss.lambda_fm == 10.0 and task.loss.lambda_mel == 0.0 and task.feature_matching_layers == 4
+    assert task.weights.lambda_fm == 10.0 and task.weights.lambda_mel == 0.0 and task.feature_matching_layers == 4
     assert config["optim"]["generator"] == {"name": "adam", "lr": 1e-4, "betas": [0.5, 0.9], "weight_decay": 0.0}
     nets = task.build_networks()
     assert count(nets["generator"]) == 4_266_050 and count(nets["msd"]) == 16_924_086

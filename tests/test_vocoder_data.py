@@ -15,10 +15,10 @@ from gankit.audio.io import read_audio
 from gankit.audio.mel import build_frontend
 from gankit.data.filelist import FileListEntry, write_filelist
 from gankit.data.sampler import SampleKey
+from gankit.data.settings import DataSettings
 from gankit.data.vocoder_data import build_vocoder_datasets, peak_normalise
 from gankit.engine.data import build_train_data
 from gankit.engine.distributed import DistContext
-from gankit.engine.settings import DataSettings
 from gankit.errors import DataError
 
 SR, HOP, SEGMENT = 16000, 64, 1024

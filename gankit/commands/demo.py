@@ -55,18 +55,18 @@ def run(args: argparse.Namespace) -> int:
     _prepare(args)
     seconds = args.minutes * 60
     warmup = int(args.warmup_fraction * seconds * _steps_per_second_estimate())
-    overrides = [f"data.dir={args.data}", f"train.max_seconds={seconds}", f"train.warmup_steps={warmup}",
+    overrides = [f"data.dir={args.data}", f"train.max_seconds={seconds}", f"schedule.warmup_steps={warmup}",
                  "train.val_every=500", "train.ckpt_every=500", "train.log_every=10",
                  *[i for i in [*args.items, *getattr(args, "overrides", [])] if "=" in i]]
     has_checkpoint = any((args.run_dir / "checkpoints").glob("state_*.pt"))
     _, config, _ = config_for_run("hifigan_tiny", overrides, args.run_dir / "config.yaml" if has_checkpoint else None)
 
-    from gankit.engine.launch import train
+    from gankit.training import train
 
     train_cfg = config["train"]  # overrides on the command line win over the demo's own settings
     limit = f"{args.minutes:g} min" + (f" or {train_cfg['max_steps']} steps" if train_cfg.get("max_steps") else "")
     print(f"[2/5] training hifigan_tiny for {limit} in {args.run_dir} "
-          f"(mel-loss warm-up for the first {train_cfg['warmup_steps']} steps)")
+          f"(mel-loss warm-up for the first {config['schedule']['warmup_steps']} steps)")
     code = train(config, args.run_dir, progress=not args.no_progress)
     if code != 0:
         return code

@@ -40,7 +40,7 @@ def split_items(items: list[str]) -> tuple[str, list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     from gankit.config import config_for_run, read_config_source
-    from gankit.engine.launch import train
+    from gankit.training import train
 
     config_arg, overrides = split_items([*args.items, *getattr(args, "overrides", [])])
     name, _ = read_config_source(config_arg)

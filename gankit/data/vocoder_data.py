@@ -26,7 +26,7 @@ from gankit.errors import AudioReadError, DataError
 
 if TYPE_CHECKING:  # types only: data must not import the engine at run time
     from gankit.audio.mel import MelFrontend
-    from gankit.engine.settings import DataSettings
+    from gankit.data.settings import DataSettings
 
 PEAK = 0.95  # the original's `normalize(audio) * 0.95`
 MAX_REPLACEMENTS = 16  # unreadable files in a row before a training item gives up

@@ -42,10 +42,13 @@ class CheckpointManager:
     Resume does not trust the manifest alone: it takes the newest state file that loads.
     """
 
-    def __init__(self, folder: str | Path, keep_last: int = 3, metric: str = "val/mel_l1") -> None:
+    def __init__(self, folder: str | Path, keep_last: int = 3, metric: str = "val/mel_l1", mode: str = "min") -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"best-checkpoint mode must be min or max, got {mode!r}")
         self.folder = Path(folder)
         self.keep_last = keep_last
         self.metric = metric
+        self.mode = mode
         self.manifest = self._read_manifest()
 
     # --- manifest -------------------------------------------------------------------------------
@@ -68,8 +71,12 @@ class CheckpointManager:
         return float(value) if value is not None else None
 
     def is_better(self, value: float) -> bool:
-        best = self.best_value
-        return best is None or value < best
+        return self._beats(value, self.best_value)
+
+    def _beats(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return value < float(best) if self.mode == "min" else value > float(best)
 
     # --- saving ---------------------------------------------------------------------------------
     def save(
@@ -88,7 +95,7 @@ class CheckpointManager:
         entries.sort(key=lambda e: e["step"])
         manifest.update(latest=saved.state, latest_generator=saved.generator, latest_step=step)
         best = manifest.get("best_value")  # from the reconciled manifest: a deleted best no longer counts
-        if metric_value is not None and (best is None or metric_value < float(best)):
+        if metric_value is not None and self._beats(metric_value, best):
             manifest.update(
                 best=saved.state, best_generator=saved.generator, best_step=step,
                 best_value=metric_value, best_metric=self.metric,

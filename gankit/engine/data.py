@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gankit.data.sampler import REPLACED_KEY, EpochBatchSampler
 from gankit.engine.distributed import DistContext
-from gankit.engine.settings import DataSettings
+from gankit.engine.settings import LoaderSettings
 from gankit.errors import GankitError
 
 
@@ -109,7 +109,7 @@ class TrainData:
 
 def build_train_data(
     dataset: Dataset,
-    data: DataSettings,
+    data: LoaderSettings,
     dist: DistContext,
     seed: int,
     min_batches: int = 1,
@@ -132,5 +132,8 @@ def build_train_data(
         persistent_workers=False,
         pin_memory=dist.device.type == "cuda",
         warn=log,
+        # Its own generator: each iter() draws a worker base seed, and from the global RNG that draw would shift
+        # every later random number of a task (noise, dropout) depending on where in an epoch a run resumed.
+        generator=torch.Generator().manual_seed(seed),
     )
     return TrainData(loader, sampler, len(sampler), dataset, data.num_workers)

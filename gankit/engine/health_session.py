@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from gankit.engine.distributed import DistContext
-from gankit.engine.gan_step import StepOutcome
 from gankit.engine.health.adversarial import DiscriminatorCollapseCheck, DiscriminatorOverpoweringCheck
 from gankit.engine.health.audio import DcOffsetCheck, audio_stats
 from gankit.engine.health.base import Check, Finding
@@ -19,6 +18,7 @@ from gankit.engine.health.losses import LossSpikeCheck, NonfiniteGate
 from gankit.engine.health.probe import find_unused_parameters
 from gankit.engine.health.record import AudioStats, StepRecord
 from gankit.engine.health.settings import HealthSettings
+from gankit.engine.step import StepOutcome
 
 if TYPE_CHECKING:
     from gankit.engine.run_dir import RunDirectory
@@ -28,10 +28,10 @@ STATE_VERSION = 1
 _TRAINER_ACTION = {"warn": "continue", "skip_step": "continue", "rollback": "rollback", "stop": "stop"}
 
 
-def _discriminator_names(task: Any, nets: Mapping[str, nn.Module]) -> list[str] | None:
+def _discriminator_names(keys: tuple[str, ...], nets: Mapping[str, nn.Module]) -> list[str] | None:
     """"mpd.0", "mpd.1", … in the readout's order, when each discriminator lists its sub-discriminators."""
     names: list[str] = []
-    for key in task.discriminator_keys:
+    for key in keys:
         subs = getattr(nets[key], "discriminators", None)
         if not isinstance(subs, (nn.ModuleList, list, tuple)):
             return None
@@ -70,10 +70,9 @@ class HealthSession:
         self.nets = nets
         self.dist = dist
         self.console = console
-        self.groups: dict[str, tuple[str, ...]] = {
-            "g": tuple(task.generator_keys),
-            "d": tuple(task.discriminator_keys),
-        }
+        # Optimizer group → the networks it steps. The adversarial checks read the critic readout of group "d"
+        # and the output statistics of group "g" (docs/CONTRACTS.md, "health").
+        self.groups: dict[str, tuple[str, ...]] = {g.name: tuple(g.networks) for g in task.optimizer_groups()}
         s = self.settings
         self.checks: list[Check] = self._build_checks() if s.enabled else []
         wants_layers = s.layer_grads or (s.enabled and s.dead_layers.enabled)
@@ -92,12 +91,12 @@ class HealthSession:
         s = self.settings
         checks: list[Check] = []
         adversarial = getattr(self.task, "adversarial", None)
-        if adversarial is not None and self.groups["d"]:
+        if adversarial is not None and self.groups.get("d"):
             l0 = float(adversarial.no_information_d_loss)
             # The score separation the objective aims for: LSGAN with targets a, b has L0 = (b − a)²/2,
             # so sqrt(2·L0) is b − a (1 for HiFi-GAN's 0/1); hinge's L0 = 2 gives 2, its ±1 margins.
             scale = float(getattr(adversarial, "score_scale", None) or math.sqrt(2.0 * l0))
-            names = _discriminator_names(self.task, self.nets)
+            names = _discriminator_names(self.groups["d"], self.nets)
             objective = str(getattr(adversarial, "name", "adversarial"))
             if s.discriminator_collapse.enabled:
                 checks.append(DiscriminatorCollapseCheck(s.discriminator_collapse, l0, scale, names, objective))
@@ -162,8 +161,8 @@ class HealthSession:
         if readout is not None:
             for i, (r, f, d) in enumerate(zip(readout.real_scores, readout.fake_scores, readout.losses, strict=True)):
                 local[f"real/{i:03d}"], local[f"fake/{i:03d}"], local[f"loss/{i:03d}"] = r, f, d
-        if outcome.last_pass is not None and self.settings.dc_offset.enabled:
-            fake, real = audio_stats(outcome.last_pass.fake, outcome.last_pass.real)
+        if outcome.outputs is not None and self.settings.dc_offset.enabled:
+            fake, real = audio_stats(outcome.outputs.fake, outcome.outputs.real)
             for prefix, stats in (("fake_audio", fake), ("real_audio", real)):
                 local.update({f"{prefix}/mean": stats.mean, f"{prefix}/std": stats.std,
                               f"{prefix}/flatness": stats.flatness})
@@ -227,7 +226,7 @@ class HealthSession:
         return self.settings.rollback_lr_factor ** max(1, self.rollbacks_in_a_row)
 
     # --- before training ---------------------------------------------------------------------------
-    def check_unused_before_training(self, batch: Mapping[str, Any]) -> str:
+    def check_unused_before_training(self, batch: Mapping[str, Any], step: int = 0) -> str:
         """One probe step on deep copies (before DDP wrapping): names trainable parameters that get no gradient.
 
         Returns "continue" or "stop" (health.unused_parameters.action: stop), agreed over ranks.
@@ -235,7 +234,7 @@ class HealthSession:
         s = self.settings.unused_parameters
         if not (self.settings.enabled and s.enabled):
             return "continue"
-        report = find_unused_parameters(self.task, self.nets, batch, items=s.probe_items)
+        report = find_unused_parameters(self.task, self.nets, batch, step=step, items=s.probe_items)
         action = "continue"
         if report:
             listing = "; ".join(
@@ -243,7 +242,7 @@ class HealthSession:
             )
             message = (
                 f"{len(report.parameters)} trainable parameter(s) in {len(report.layers)} layer(s) got no gradient "
-                f"in a probe step (generator forward, discriminator loss, generator loss, both backwards): {listing}. "
+                f"in a probe step (every optimizer group's loss and backward, as training runs them): {listing}. "
                 "Their optimizer will never change them. Try: check each module is actually called in forward and "
                 "its output reaches a loss (a sub-network built but never wired in, a branch skipped by a config "
                 "flag, an output detached); if they are meant to stay fixed, set requires_grad=False on them."

@@ -26,36 +26,21 @@ from gankit.errors import CheckpointError
 _ORIGINAL_NAME = re.compile(r"^(g|do)_(\d+)$")
 
 
-def generator_payload(task: Any, generator: nn.Module, step: int) -> dict[str, Any]:
-    """The generator-only file: enough to vocode without the task's training config (CONTRACTS.md)."""
-    return {
-        "format": "gankit",
-        "kind": "generator",
-        "version": 1,
-        "task": task.name,
-        "generator": task.generator_config(),
-        "frontend": task.frontend.to_config(),
-        "state_dict": generator.state_dict(),
-        "step": step,
-    }
-
-
 @dataclass
 class InitialWeights:
     """Weights (and optionally optimizer moments) a new run starts from: `gankit train --init-from CKPT`."""
 
     source: str
     networks: dict[str, Mapping[str, torch.Tensor]]
-    optimizers: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # "g"/"d" → optimizer state
-    ema: Mapping[str, torch.Tensor] | None = None
+    optimizers: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # optimizer group → its state
+    ema: Mapping[str, Any] | None = None  # network → EMA state dict
     frontend: Mapping[str, Any] | None = None
 
     def apply(
         self,
         nets: Mapping[str, nn.Module],
-        opt_g: torch.optim.Optimizer,
-        opt_d: torch.optim.Optimizer,
-        ema: Any | None,
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        emas: Mapping[str, Any],
     ) -> None:
         unknown = sorted(set(self.networks) - set(nets))
         if unknown:
@@ -65,11 +50,15 @@ class InitialWeights:
             )
         for name, state in self.networks.items():
             load_state_strict(nets[name], state, name, self.source)
-        for key, optimizer in (("g", opt_g), ("d", opt_d)):
+        for key, optimizer in optimizers.items():
             if key in self.optimizers:
                 _load_moments(optimizer, self.optimizers[key], self.source)
-        if ema is not None and "generator" in self.networks:
-            ema.load_state_dict(self.ema if self.ema is not None else nets["generator"].state_dict())
+        saved_ema = dict(self.ema or {})
+        if saved_ema and not all(k in nets for k in saved_ema):
+            saved_ema = {"generator": saved_ema}  # written before train.ema named its networks: the generator's
+        for key, ema in emas.items():
+            if key in self.networks:  # an EMA starts from the loaded weights unless the source kept one
+                ema.load_state_dict(saved_ema.get(key, nets[key].state_dict()))
 
 
 def _load_moments(optimizer: torch.optim.Optimizer, state: Mapping[str, Any], source: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import signal
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,70 +12,68 @@ from typing import Any
 import torch
 from torch import nn
 
-from gankit.data.corpus_stats import with_corpus_statistics
+from gankit.config_legacy import upgrade_legacy_keys
 from gankit.engine.checkpoint import CheckpointManager
 from gankit.engine.data import TrainData, build_train_data
 from gankit.engine.distributed import DistContext
 from gankit.engine.ema import Ema
 from gankit.engine.faults import install_from_environment
-from gankit.engine.gan_step import GanStepper, OptimizerSlot, StepOutcome
 from gankit.engine.health_session import HealthSession
+from gankit.engine.optim import OptimizerSet, parse_groups
 from gankit.engine.precision import Precision
 from gankit.engine.rng import capture_rng, restore_rng, seed_everything
 from gankit.engine.run_dir import RunDirectory
-from gankit.engine.settings import DataSettings, OptimSettings, TrainSettings, from_mapping
-from gankit.engine.state import InitialWeights, generator_payload
+from gankit.engine.settings import LoaderSettings, TrainSettings, from_mapping
+from gankit.engine.state import InitialWeights
+from gankit.engine.step import StepOutcome, StepRunner, windows_of
 from gankit.engine.validation import objective_measures, run_validation
 from gankit.errors import CheckpointError, ConfigError
-from gankit.tasks import build_task
+from gankit.tasks.base import GanTask
 
 EXIT_OK = 0
 EXIT_STOPPED = 3  # a health check's "stop" action
 
 
-def _optimizer(params: list[nn.Parameter], cfg: Any) -> torch.optim.Optimizer:
-    cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-
-
 class Trainer:
+    """Trains any task through its contract (tasks/base.py): the caller builds the task from the config."""
+
     def __init__(
         self,
         config: Mapping[str, Any],
+        task: GanTask,
         run_dir: str | Path,
         dist: DistContext,
         init: InitialWeights | None = None,
         progress: bool = True,
     ) -> None:
-        # A preset normalising by corpus statistics takes them from data.dir now, so config.yaml, the
-        # checkpoints and every generator file's frontend carry them (`gankit train` resuming keeps the saved ones).
-        config = with_corpus_statistics(config, log=print if dist.is_main else None)
+        # A config written before optimizer groups and the schedule moved (docs/CONTRACTS.md) reads as its new form.
+        config = upgrade_legacy_keys(config, complete=True)
         self.config = dict(config)
         self.dist = dist
         self.device = dist.device
         self.progress = progress and dist.is_main
         self.settings = from_mapping(TrainSettings, config.get("train"), "train")
-        self.data_settings = from_mapping(DataSettings, config.get("data"), "data")
-        self.optim_settings = OptimSettings.from_dict(config.get("optim"))
+        self.loader_settings = LoaderSettings.from_data_section(config.get("data"))
+        self.task = task
+        groups = list(task.optimizer_groups())
+        optim_settings = parse_groups(config.get("optim"), groups)
         if self.settings.num_threads:
             torch.set_num_threads(self.settings.num_threads)
         seed_everything(int(config.get("seed", 1234)))
         self.fault = install_from_environment()
 
-        self.task = build_task(config)
-        self.nets: dict[str, nn.Module] = {k: n.to(self.device) for k, n in self.task.build_networks().items()}
-        g_params = [p for k in self.task.generator_keys for p in self.nets[k].parameters()]
-        d_params = [p for k in self.task.discriminator_keys for p in self.nets[k].parameters()]
-        self.opt_g = _optimizer(g_params, self.optim_settings.generator)
-        self.opt_d = _optimizer(d_params, self.optim_settings.discriminator)
-        gamma = self.optim_settings.lr_decay
-        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, gamma=gamma)
-        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, gamma=gamma)
+        self.nets: dict[str, nn.Module] = {k: n.to(self.device) for k, n in task.build_networks().items()}
+        self.optim = OptimizerSet(groups, optim_settings, self.nets)
         self.precision = Precision(self.settings.precision, self.device)
-        self.ema = Ema(self.nets["generator"], self.settings.ema_decay) if self.settings.ema_decay else None
+        self.emas = self._build_emas()
 
         self.run = RunDirectory(run_dir, writer=dist.is_main)
-        self.ckpt = CheckpointManager(self.run.checkpoints, keep_last=self.settings.keep_last)
+        metric, mode = task.best_metric
+        self.ckpt = CheckpointManager(self.run.checkpoints, keep_last=self.settings.keep_last, metric=metric,
+                                      mode=mode)
+        # The latest rank-averaged value of every logged loss, carried over steps that did not compute it: what
+        # the task's schedule reads (a discriminator-loss threshold, extra generator steps while D wins).
+        self.last_losses: dict[str, float] = {}
         self.step = 0  # completed optimizer steps
         self.epoch = 0
         # Global sample positions consumed in this epoch (all ranks together), so a run resumed with another
@@ -97,27 +94,26 @@ class Trainer:
         )
         resumed = self._resume()
         if not resumed and init is not None:
-            init.apply(self.nets, self.opt_g, self.opt_d, self.ema)
+            init.apply(self.nets, self.optim.optimizers, self.emas)
             self._print(f"initialised from {init.source} ({', '.join(sorted(init.networks))})")
 
         self.live = self._wrap_ddp()
-        self.windows_per_step = self.settings.grad_accum * self.settings.n_critic
         seed = int(config.get("seed", 1234))
-        train_set, self.val_batches = self.task.build_datasets(self.data_settings, seed, log=self._print)
+        train_set, self.val_batches = self.task.build_datasets(seed, log=self._print)
+        needed = self._batches_for_step()
         self.data: TrainData = build_train_data(
-            train_set, self.data_settings, dist, seed, min_batches=self.windows_per_step, log=self._print
+            train_set, self.loader_settings, dist, seed, min_batches=needed, log=self._print
         )
-        if self.data.batches_per_epoch < self.windows_per_step:
+        if self.data.batches_per_epoch < needed:
             raise ConfigError(
-                f"one optimizer step needs {self.windows_per_step} batches (grad_accum × n_critic) but an epoch "
+                f"one optimizer step needs {needed} batches (grad_accum × the schedule's windows) but an epoch "
                 f"has {self.data.batches_per_epoch}; lower train.grad_accum or data.batch_size."
             )
-        self.stepper = GanStepper(
+        self.stepper = StepRunner(
             self.task,
             self.live,
             self.nets,
-            OptimizerSlot("g", self.opt_g, self.task.generator_keys, self.settings.grad_clip_g),
-            OptimizerSlot("d", self.opt_d, self.task.discriminator_keys, self.settings.grad_clip_d),
+            self.optim,
             self.precision,
             should_skip=self.health.should_skip,
             dist=dist,
@@ -131,18 +127,42 @@ class Trainer:
 
             tqdm.write(message)
 
+    def _build_emas(self) -> dict[str, Ema]:
+        ema = self.settings.ema_settings
+        if ema is None:
+            return {}
+        names = list(ema.networks) if ema.networks is not None else list(self.task.ema_networks)
+        unknown = sorted(set(names) - set(self.nets))
+        if unknown or not names:
+            raise ConfigError(f"train.ema.networks: {unknown or names} — name networks of this task "
+                              f"({', '.join(self.nets)}).")
+        return {k: Ema(self.nets[k], ema.decay) for k in names}
+
+    def _nets_for_inference(self) -> dict[str, nn.Module]:
+        """The networks validation and export use: the EMA copies where `train.ema` keeps them."""
+        return {**self.nets, **{k: e.module for k, e in self.emas.items()}}
+
+    def _schedule(self) -> list[Any]:
+        return list(self.task.schedule(self.step, self.last_losses))
+
+    def _batches_for_step(self) -> int:
+        return len(windows_of(self._schedule())) * self.settings.grad_accum
+
     def _wrap_ddp(self) -> dict[str, nn.Module]:
         if not self.dist.enabled:
             return dict(self.nets)
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index] if self.device.type == "cuda" else None
+        # A task whose steps leave some network out of a loss (a decoder per domain) says so; DDP then looks for
+        # parameters without gradients instead of waiting for them.
+        unused = bool(getattr(self.task, "find_unused_parameters", False))
         # DDP refuses a module with nothing to train (e.g. a frozen discriminator); it has no gradients to reduce.
         # Buffers are synced from rank 0 once, here, not before every forward: the only ones are spectral norm's
         # u/v, whose power iteration depends on the weights alone (identical on every rank), and G's loss reads D
         # through the plain module, where a per-forward broadcast would not happen anyway.
-        return {k: DDP(n, device_ids=ids, forward_sync_buffers=False) if any(p.requires_grad for p in n.parameters())
-                else n for k, n in self.nets.items()}
+        return {k: DDP(n, device_ids=ids, forward_sync_buffers=False, find_unused_parameters=unused)
+                if any(p.requires_grad for p in n.parameters()) else n for k, n in self.nets.items()}
 
     # --- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -153,11 +173,11 @@ class Trainer:
             "task": self.task.name,
             "config": self.config,
             "networks": {k: n.state_dict() for k, n in self.nets.items()},
-            "optimizers": {"g": self.opt_g.state_dict(), "d": self.opt_d.state_dict()},
-            "schedulers": {"g": self.sched_g.state_dict(), "d": self.sched_d.state_dict()},
+            **self.optim.state_dict(),
             "scaler": self.precision.state_dict(),
-            "ema": self.ema.state_dict() if self.ema else None,
+            "ema": {k: e.state_dict() for k, e in self.emas.items()} or None,
             "health": self.health.state_dict(),
+            "last_losses": dict(self.last_losses),
             "step": self.step,
             "epoch": self.epoch,
             "samples_in_epoch": self.samples_in_epoch,
@@ -167,14 +187,16 @@ class Trainer:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for key, net in self.nets.items():
             net.load_state_dict(state["networks"][key])
-        self.opt_g.load_state_dict(state["optimizers"]["g"])
-        self.opt_d.load_state_dict(state["optimizers"]["d"])
-        self.sched_g.load_state_dict(state["schedulers"]["g"])
-        self.sched_d.load_state_dict(state["schedulers"]["d"])
+        self.optim.load_state_dict(state["optimizers"], state.get("schedulers") or {})
         self.precision.load_state_dict(state.get("scaler"))
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
+        saved_ema = state.get("ema")
+        if saved_ema is not None and "networks" not in saved_ema and not all(k in self.nets for k in saved_ema):
+            saved_ema = {"generator": saved_ema}  # written before train.ema named its networks: the generator's
+        for key, ema in self.emas.items():
+            if saved_ema is not None and key in saved_ema:
+                ema.load_state_dict(saved_ema[key])
         self.health.load_state_dict(state.get("health"))
+        self.last_losses = {k: float(v) for k, v in (state.get("last_losses") or {}).items()}
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.samples_in_epoch = int(state["samples_in_epoch"])
@@ -212,11 +234,9 @@ class Trainer:
 
     def save_checkpoint(self, metric: float | None = None) -> None:
         if self.dist.is_main:
-            generator = self.ema.module if self.ema is not None else self.nets["generator"]
             try:
-                self.ckpt.save(
-                    self.step, self.state_dict(), generator_payload(self.task, generator, self.step), metric
-                )
+                self.ckpt.save(self.step, self.state_dict(), self.task.export(self._nets_for_inference(), self.step),
+                               metric)
             except OSError as exc:
                 raise CheckpointError(
                     f"could not write a checkpoint at step {self.step} in {self.ckpt.folder}: {exc.strerror or exc}. "
@@ -234,7 +254,7 @@ class Trainer:
             return EXIT_OK
         self.run.write_config(self.config)
         self.run.write_environment(self.device, self.dist.world_size, self.data.describe())
-        if self.health.check_unused_before_training(self._to_device(self.data.example_batch())) == "stop":
+        if self.health.check_unused_before_training(self._to_device(self.data.example_batch()), self.step) == "stop":
             self._print(f"stopped before training: see {self.run.root}/events.jsonl")
             return EXIT_STOPPED
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -267,7 +287,7 @@ class Trainer:
         if s.max_steps is not None:
             totals.append(s.max_steps)
         if s.max_epochs is not None:
-            steps_per_epoch = max(1, self.data.batches_per_epoch // self.windows_per_step)
+            steps_per_epoch = max(1, self.data.batches_per_epoch // self._batches_for_step())
             totals.append(s.max_epochs * steps_per_epoch)
         done = self.step - self._first_step
         elapsed = time.monotonic() - self._started
@@ -303,20 +323,21 @@ class Trainer:
 
     @property
     def _global_batch(self) -> int:
-        return self.data_settings.batch_size * self.dist.world_size
+        return self.loader_settings.batch_size * self.dist.world_size
 
-    def _windows_left_in_epoch(self) -> int:
-        # In global positions: a run resumed with another number of ranks may stand between two global batches.
+    def _steps_left_in_epoch(self, batches: int) -> bool:
+        """Whether the epoch still holds a step of `batches` batches per rank. In global positions: a run resumed
+        with another number of ranks may stand between two global batches."""
         left = self.data.sampler.epoch_length - self.samples_in_epoch
-        return left // (self._global_batch * self.windows_per_step)
+        return left >= self._global_batch * batches
 
     def _to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         return {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
-    def _next_windows(self, batches: Iterator[dict[str, Any]]) -> list[list[dict[str, Any]]] | None:
-        """n_critic windows of grad_accum micro-batches, or None when the epoch has no full step left."""
+    def _next_windows(self, batches: Iterator[dict[str, Any]], count: int) -> list[list[dict[str, Any]]] | None:
+        """`count` windows of grad_accum micro-batches, or None when the loader runs short."""
         windows = []
-        for _ in range(self.settings.n_critic):
+        for _ in range(count):
             window = []
             for _ in range(self.settings.grad_accum):
                 batch = next(batches, None)
@@ -329,18 +350,9 @@ class Trainer:
     def _end_epoch(self) -> None:
         self.epoch += 1
         self.samples_in_epoch = 0
-        if self.optim_settings.lr_decay_every == "epoch":
-            self._step_schedulers()
+        self.optim.step_schedulers("epoch", self.step)
         if self.settings.ckpt_every_epochs is not None and self.epoch % self.settings.ckpt_every_epochs == 0:
             self._checkpoint_now()
-
-    def _step_schedulers(self) -> None:
-        # During a mel-only warm-up (or with frozen discriminators) the D optimizer has not stepped yet, and
-        # PyTorch warns; the schedule is meant to follow epochs regardless, so that warning is noise here.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
-            self.sched_g.step()
-            self.sched_d.step()
 
     def _loop(self, bar: Any) -> int:
         s = self.settings
@@ -352,19 +364,20 @@ class Trainer:
             batches = iter(self.data.loader)
             action = "continue"
             exhausted = False
-            while self._windows_left_in_epoch() >= 1 and not self._done() and not self._stop_requested():
-                windows = self._next_windows(batches)
+            while not self._done() and not self._stop_requested():
+                schedule = self._schedule()
+                count = len(windows_of(schedule))
+                if not self._steps_left_in_epoch(count * s.grad_accum):
+                    break
+                windows = self._next_windows(batches, count)
                 if windows is None:  # the loader ran short of what the sampler promised: end the epoch
                     exhausted = True
                     break
-                self.samples_in_epoch += self.windows_per_step * self._global_batch
-                adversarial = self.step >= s.warmup_steps
-                outcome = self.stepper.run(self.step, windows, adversarial, s.d_loss_threshold)
-                if self.ema is not None and "g" in outcome.stepped:
-                    self.ema.update(self.nets["generator"])
+                self.samples_in_epoch += count * s.grad_accum * self._global_batch
+                outcome = self.stepper.run(self.step, schedule, windows)
+                self._update_emas(outcome)
                 self.step += 1
-                if self.optim_settings.lr_decay_every == "step":
-                    self._step_schedulers()
+                self.optim.step_schedulers("step", self.step)
                 now = time.perf_counter()
                 action = self._after_step(outcome, now - step_started)
                 step_started = now
@@ -386,7 +399,7 @@ class Trainer:
                 continue
             if self._stop_requested():
                 return self._stop_for_signal()
-            if exhausted or self._windows_left_in_epoch() < 1:
+            if exhausted or not self._steps_left_in_epoch(self._batches_for_step()):
                 self._end_epoch()
         if self._stop_requested() and not self._done():
             return self._stop_for_signal()
@@ -405,9 +418,18 @@ class Trainer:
         if self.settings.max_seconds is not None:
             bar.total = self._expected_total()
         bar.update(1)
-        shown = {"g/mel": "mel", "g/adv": "adv", "g/fm": "fm", "d/total": "d"}
+        shown = self.task.progress_keys
         bar.set_postfix({label: f"{outcome.losses[key]:.3g}" for key, label in shown.items() if key in outcome.losses},
                         refresh=False)
+
+    def _update_emas(self, outcome: StepOutcome) -> None:
+        """Each EMA follows its network after a step of the group that optimises it."""
+        if not self.emas:
+            return
+        stepped = {k for g in outcome.stepped for k in self.optim.groups[g].networks}
+        for key, ema in self.emas.items():
+            if key in stepped:
+                ema.update(self.nets[key])
 
     def _checkpoint_now(self) -> None:
         if self._last_saved_step == self.step:
@@ -418,7 +440,8 @@ class Trainer:
     def _after_step(self, outcome: StepOutcome, seconds: float) -> str:
         s = self.settings
         losses = self.dist.mean(outcome.losses)
-        lr = {"g": self.opt_g.param_groups[0]["lr"], "d": self.opt_d.param_groups[0]["lr"]}
+        self.last_losses.update(losses)
+        lr = self.optim.lr()
         action = self.health.after_step(self.step, outcome, losses, lr)
         if self.dist.is_main and (self.step % s.log_every == 0 or self.step == 1):
             row: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "time": time.time(),
@@ -440,12 +463,8 @@ class Trainer:
         """Rank 0 validates; every rank learns whether that made a new best, so all save (and meet) together."""
         new_best = 0
         if self.dist.is_main and self.val_batches:
-            nets = dict(self.nets)
-            if self.ema is not None:
-                nets["generator"] = self.ema.module
-            rate = self.task.frontend.sample_rate
-            metrics, samples = run_validation(self.task, nets, self.val_batches, self.device, self.step,
-                                              self.run.samples, rate)
+            metrics, samples = run_validation(self.task, self._nets_for_inference(), self.val_batches, self.device,
+                                              self.step, self.run.samples)
             value = metrics.get(self.ckpt.metric)
             if value is not None and math.isfinite(value):
                 self.last_val = (self.step, value)
@@ -454,14 +473,14 @@ class Trainer:
             measures = list(self.settings.val_measures)
             if new_best:
                 measures += [m for m in self.settings.best_measures if m not in measures]
-            metrics.update(objective_measures(samples[: self.settings.measure_items], measures, rate))
+            metrics.update(objective_measures(samples[: self.settings.measure_items], measures))
             assert self.run.validation is not None
             self.run.validation.append({"step": self.step, "epoch": self.epoch, **metrics,
                                         "samples": [x.utterance_id for x in samples]})
             self.run.log_scalars(self.step, metrics)
             for sample in samples[:4]:
                 self.run.tensorboard.add_audio(f"val/{sample.utterance_id}", sample.fake_audio.unsqueeze(0),
-                                               self.step, sample_rate=rate)
+                                               self.step, sample_rate=sample.sample_rate)
         if self.dist.agree_max(new_best):
             self._checkpoint_now()
 
@@ -480,7 +499,4 @@ class Trainer:
         else:
             self._print(f"no checkpoint to roll back to; learning rates × {scale:g} and training on")
             scale = self.health.rollback_lr_factor  # the live rates already carry earlier reductions
-        for opt, sched in ((self.opt_g, self.sched_g), (self.opt_d, self.sched_d)):
-            for group in opt.param_groups:
-                group["lr"] *= scale
-            sched.base_lrs = [lr * scale for lr in sched.base_lrs]
+        self.optim.scale_lr(scale)

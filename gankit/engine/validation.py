@@ -34,7 +34,6 @@ def run_validation(
     device: torch.device,
     step: int,
     samples_dir: Path | None,
-    sample_rate: int,
 ) -> tuple[dict[str, float], list[ValidationSample]]:
     for net in nets.values():
         net.eval()
@@ -54,17 +53,15 @@ def run_validation(
         ref_dir = samples_dir / "reference"
         for sample in samples:
             name = sample.utterance_id.replace("/", "__")
-            write_wav(step_dir / f"{name}.wav", sample.fake_audio.numpy(), sample_rate)
+            write_wav(step_dir / f"{name}.wav", sample.fake_audio.numpy(), sample.sample_rate)
             save_mel_image(step_dir / f"{name}.png", sample.fake_mel)
             if not (ref_dir / f"{name}.wav").exists():
-                write_wav(ref_dir / f"{name}.wav", sample.real_audio.numpy(), sample_rate)
+                write_wav(ref_dir / f"{name}.wav", sample.real_audio.numpy(), sample.sample_rate)
                 save_mel_image(ref_dir / f"{name}.png", sample.real_mel)
     return metrics, samples
 
 
-def objective_measures(
-    samples: Sequence[ValidationSample], measures: Sequence[str], sample_rate: int
-) -> dict[str, float]:
+def objective_measures(samples: Sequence[ValidationSample], measures: Sequence[str]) -> dict[str, float]:
     """The named gankit.metrics measures (PESQ, STOI, …) of generated against reference validation audio,
     averaged over `samples` as "val/<key>"; a measure that cannot score an utterance leaves it out."""
     if not measures or not samples:
@@ -72,7 +69,7 @@ def objective_measures(
     from gankit.metrics.summary import evaluate_pair  # scipy/pesq/pystoi: imported only when measures are asked for
 
     try:
-        rows = [evaluate_pair(s.real_audio.numpy(), s.fake_audio.numpy(), sample_rate, None, measures)
+        rows = [evaluate_pair(s.real_audio.numpy(), s.fake_audio.numpy(), s.sample_rate, None, measures)
                 for s in samples]
     except Exception as exc:  # a measure's own failure must never end a training run
         warnings.warn(f"validation measures {', '.join(measures)} skipped at this validation: {exc}", stacklevel=2)

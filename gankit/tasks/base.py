@@ -1,29 +1,47 @@
-"""The interface between the engine and a system's recipe: how a batch becomes losses."""
+"""The interface between the engine and a system's recipe: networks, optimizer groups, a per-step schedule,
+step-aware losses, validation and export. The engine knows a task only through `GanTask`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from torch import Tensor, nn
 
 
+@dataclass(frozen=True)
+class OptimizerGroup:
+    """An optimizer and the networks it steps. Its settings live under `optim.<name>` (type, arguments,
+    clipping, scheduler); its logs are `lr/<name>` and `grad_norm/<name>`."""
+
+    name: str
+    networks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Update:
+    """One entry of a step's schedule: optimise `group`, `repeats` times in a row (n_critic), or, with
+    `apply=False`, compute and log its loss without stepping it (e.g. a discriminator that is ahead)."""
+
+    group: str
+    repeats: int = 1
+    apply: bool = True
+
+
 @dataclass
-class LossTerms:
-    """A loss to back-propagate and the detached scalars to log (names like "g/mel", "d/mpd_0")."""
+class StepContext:
+    """What a task's `prepare` and `loss` know about the step they serve.
 
-    total: Tensor
-    logs: dict[str, float] = field(default_factory=dict)
+    `step` counts completed optimizer steps before this one. `groups` are the groups updated on this
+    micro-batch's window, in order. `cache` is private to one micro-batch and shared by its window's updates
+    (e.g. the generator's output computed once in `prepare`, read by the discriminator's and the generator's
+    losses). `probe` is true while the health monitor's unused-parameter probe runs the schedule on copies."""
 
-
-@dataclass
-class GeneratorPass:
-    """What one generator forward produced; the task decides what else to keep (e.g. mels)."""
-
-    fake: Tensor
-    real: Tensor
-    extras: dict[str, Any] = field(default_factory=dict)
+    step: int
+    groups: tuple[str, ...]
+    cache: dict[str, Any] = field(default_factory=dict)
+    probe: bool = False
 
 
 @dataclass
@@ -36,6 +54,26 @@ class DiscriminatorReadout:
 
 
 @dataclass
+class OutputPair:
+    """A batch of generated output and the real data it imitates, detached (the health monitor's output
+    statistics: DC offset, level, spectral flatness)."""
+
+    fake: Tensor
+    real: Tensor
+
+
+@dataclass
+class LossTerms:
+    """A loss to back-propagate, the detached scalars to log (names like "g/mel", "d/mpd_0"), and what the
+    health monitor may read of this update: a discriminator readout and the generated/real output."""
+
+    total: Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+    readout: DiscriminatorReadout | None = None
+    outputs: OutputPair | None = None
+
+
+@dataclass
 class ValidationSample:
     """One validation utterance: scalar metrics, generated and reference audio, and mels for plots."""
 
@@ -45,6 +83,7 @@ class ValidationSample:
     real_audio: Tensor  # [T]
     fake_mel: Tensor  # [n_mels, frames]
     real_mel: Tensor  # [n_mels, frames]
+    sample_rate: int
 
 
 class AdversarialObjective(Protocol):
@@ -58,24 +97,42 @@ class AdversarialObjective(Protocol):
     def generator_loss(self, fake: list[Tensor]) -> tuple[Tensor, list[Tensor]]: ...
 
 
+Log = Callable[[str], None]
+
+
 class GanTask(Protocol):
-    """A GAN system's recipe. Adding a system adds one of these, a model file and a config."""
+    """A GAN system's recipe. Adding a system adds one of these, a model file and a config — never a branch in
+    the engine. See docs/CONTRACTS.md ("tasks") for the order in which the engine calls these."""
 
     name: str
-    generator_keys: tuple[str, ...]  # networks stepped by the "g" optimizer
-    discriminator_keys: tuple[str, ...]  # networks stepped by the "d" optimizer
-    adversarial: AdversarialObjective
+    best_metric: tuple[str, Literal["min", "max"]]  # the validation metric that picks the best checkpoint
+    progress_keys: Mapping[str, str]  # loss log name → short label on the progress bar
+    ema_networks: tuple[str, ...]  # networks `train.ema` averages unless it names others
 
     def build_networks(self) -> dict[str, nn.Module]: ...
 
-    def generate(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any]) -> GeneratorPass: ...
+    def optimizer_groups(self) -> list[OptimizerGroup]: ...
 
-    def discriminator_loss(
-        self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], gen: GeneratorPass
-    ) -> tuple[LossTerms, DiscriminatorReadout]: ...
+    def schedule(self, step: int, last_losses: Mapping[str, float]) -> list[Update]:
+        """The updates of step `step` (completed steps before it), in order; `last_losses` holds the latest
+        rank-averaged value of every logged loss (carried over steps that did not compute it). The same
+        inputs give the same schedule on every rank and after a resume."""
+        ...
 
-    def generator_loss(
-        self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], gen: GeneratorPass, adversarial: bool
-    ) -> LossTerms: ...
+    def prepare(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> None:
+        """Once per micro-batch before its updates, every network trainable: shared forwards go into ctx.cache."""
+        ...
+
+    def loss(self, group: str, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> LossTerms:
+        """The loss of `group`'s update; networks outside the group are frozen while it runs."""
+        ...
+
+    def build_datasets(self, seed: int, log: Log = print) -> tuple[Any, list[dict[str, Any]]]:
+        """(training dataset keyed by the engine's sampler keys, validation batches) from the task's `data.*`."""
+        ...
 
     def validate(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any]) -> ValidationSample: ...
+
+    def export(self, nets: Mapping[str, nn.Module], step: int) -> dict[str, Any]:
+        """The inference file's payload (plain types and tensors: `torch.load(weights_only=True)` reads it)."""
+        ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,17 +14,30 @@ from torch import Tensor, nn
 from typing_extensions import Self
 
 from gankit.audio.mel import MelFrontend, build_frontend
-from gankit.engine.settings import DataSettings, from_mapping
+from gankit.data.settings import DataSettings
 from gankit.errors import ConfigError
 from gankit.losses.adversarial import build_adversarial
 from gankit.losses.feature_matching import feature_matching_loss
+from gankit.settings import from_mapping
 from gankit.tasks.base import (
     AdversarialObjective,
     DiscriminatorReadout,
-    GeneratorPass,
     LossTerms,
+    OptimizerGroup,
+    OutputPair,
+    StepContext,
+    Update,
     ValidationSample,
 )
+from gankit.tasks.schedule import AdversarialSchedule
+
+
+@dataclass
+class GeneratorPass:
+    """What one generator forward produced: generated and real audio, [B, 1, T] each."""
+
+    fake: Tensor
+    real: Tensor
 
 
 @dataclass
@@ -95,11 +109,16 @@ def check_shapes(
 class VocoderGanTask:
     """How a batch of waveforms becomes discriminator and generator losses for a mel vocoder.
 
-    Discriminators see real and generated audio in one concatenated batch: one forward per network
-    (DDP-friendly; spectral-norm power iterations advance once per forward).
+    Two optimizer groups: "g" (the generator) and "d" (every discriminator). The generator runs once per
+    micro-batch in `prepare`; both losses read its output. Discriminators see real and generated audio in one
+    concatenated batch: one forward per network (DDP-friendly; spectral-norm power iterations advance once
+    per forward).
     """
 
     generator_keys: tuple[str, ...] = ("generator",)
+    best_metric: tuple[str, str] = ("val/mel_l1", "min")
+    progress_keys: Mapping[str, str] = {"g/mel": "mel", "g/adv": "adv", "g/fm": "fm", "d/total": "d"}
+    ema_networks: tuple[str, ...] = ("generator",)
 
     def __init__(
         self,
@@ -113,11 +132,13 @@ class VocoderGanTask:
         """`feature_matching_layers`: the discriminators' layer count in MelGAN's 4/(n_layers + 1) weighting
         (None: counted from the features)."""
         self.name = name
+        self.data = from_mapping(DataSettings, config.get("data"), "data")
+        self.steps = from_mapping(AdversarialSchedule, config.get("schedule"), "schedule")
         self._generator_config = dict(generator_config)
         self.frontend: MelFrontend = build_frontend(config["frontend"])
         self.loss_frontend: MelFrontend = self.frontend.with_fmax(config.get("fmax_for_loss"))
-        self.loss = from_mapping(VocoderLossSettings, config.get("loss"), "loss")
-        self.adversarial: AdversarialObjective = build_adversarial(self.loss.adversarial)
+        self.weights = from_mapping(VocoderLossSettings, config.get("loss"), "loss")
+        self.adversarial: AdversarialObjective = build_adversarial(self.weights.adversarial)
         self.feature_matching_layers = feature_matching_layers
         augment = from_mapping(AugmentSettings, config.get("augment"), "augment")
         self.random_gain = augment.gain_range()
@@ -125,7 +146,7 @@ class VocoderGanTask:
         self._generator_factory = generator_factory
         self._discriminator_factories = dict(discriminator_factories)
         self._stft_loss: nn.Module | None = None
-        if self.loss.lambda_stft > 0:
+        if self.weights.lambda_stft > 0:
             from gankit.losses.spectral import MultiResolutionSTFTLoss
 
             self._stft_loss = MultiResolutionSTFTLoss()
@@ -134,12 +155,47 @@ class VocoderGanTask:
         """The generator's config as plain types (stored in generator files so inference can rebuild it)."""
         return dict(self._generator_config)
 
-    def build_datasets(
-        self, data: DataSettings, seed: int, log: Callable[[str], None] = print
-    ) -> tuple[Any, list[dict[str, Any]]]:
+    def export(self, nets: Mapping[str, nn.Module], step: int) -> dict[str, Any]:
+        """The generator file: enough to vocode without the training config (docs/CONTRACTS.md)."""
+        return {
+            "format": "gankit",
+            "kind": "generator",
+            "version": 1,
+            "task": self.name,
+            "generator": self.generator_config(),
+            "frontend": self.frontend.to_config(),
+            "state_dict": nets["generator"].state_dict(),
+            "step": step,
+        }
+
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        return [OptimizerGroup("g", self.generator_keys), OptimizerGroup("d", self.discriminator_keys)]
+
+    def schedule(self, step: int, last_losses: Mapping[str, float]) -> list[Update]:
+        return self.steps.updates(step, last_losses)
+
+    def prepare(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> None:
+        """The generator's output for every update of this micro-batch (no graph when G is not trained on it)."""
+        with contextlib.nullcontext() if "g" in ctx.groups else torch.no_grad():
+            ctx.cache["gen"] = self.generate(nets, batch)
+
+    def loss(self, group: str, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> LossTerms:
+        gen: GeneratorPass = ctx.cache["gen"]
+        if group == "d":
+            terms, readout = self.discriminator_loss(nets, batch, gen)
+            terms.readout = readout
+            return terms
+        if group == "g":
+            terms = self.generator_loss(nets, batch, gen, self.steps.adversarial(ctx.step))
+            terms.outputs = OutputPair(gen.fake, gen.real)
+            return terms
+        raise KeyError(f"{self.name} has no optimizer group '{group}'")
+
+    def build_datasets(self, seed: int, log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, Any]]]:
         """Random training crops keyed by (epoch, position) and whole validation utterances."""
         from gankit.data.vocoder_data import build_vocoder_datasets
 
+        data = self.data
         if self.random_gain is not None and data.mels_dir:
             raise ConfigError(
                 "augment.random_gain scales the training audio, but data.mels_dir gives fixed mels that would no "
@@ -196,12 +252,12 @@ class VocoderGanTask:
         logs: dict[str, float] = {}
         mel = self.mel_l1(gen.fake, gen.real)
         logs["g/mel"] = float(mel.detach())
-        total = self.loss.lambda_mel * mel
+        total = self.weights.lambda_mel * mel
         if self._stft_loss is not None:
             with torch.autocast(gen.fake.device.type, enabled=False):
                 sc, mag = self._stft_loss(gen.fake.squeeze(1).float(), gen.real.squeeze(1).float())
             logs["g/stft"] = float((sc + mag).detach())
-            total = total + self.loss.lambda_stft * (sc + mag)
+            total = total + self.weights.lambda_stft * (sc + mag)
         if adversarial:
             n = gen.real.shape[0]
             adv_total = gen.real.new_zeros(())
@@ -213,13 +269,13 @@ class VocoderGanTask:
                 real_feats = [[f[:n].detach().float() for f in layer] for layer in out.features]
                 fake_feats = [[f[n:].float() for f in layer] for layer in out.features]
                 fm = feature_matching_loss(
-                    real_feats, fake_feats, mode=self.loss.feature_weights, n_layers=self.feature_matching_layers
+                    real_feats, fake_feats, mode=self.weights.feature_weights, n_layers=self.feature_matching_layers
                 )
                 adv_total = adv_total + adv
                 fm_total = fm_total + fm
             logs["g/adv"] = float(adv_total.detach())
             logs["g/fm"] = float(fm_total.detach())
-            total = total + self.loss.lambda_adv * adv_total + self.loss.lambda_fm * fm_total
+            total = total + self.weights.lambda_adv * adv_total + self.weights.lambda_fm * fm_total
         logs["g/total"] = float(total.detach())
         return LossTerms(total=total, logs=logs)
 
@@ -239,4 +295,5 @@ class VocoderGanTask:
             real_audio=real[0, 0].cpu(),
             fake_mel=fake_mel[0].cpu(),
             real_mel=real_mel[0].cpu(),
+            sample_rate=self.frontend.sample_rate,
         )

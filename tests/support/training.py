@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from gankit.config import load_config
-from gankit.engine.launch import train
+from gankit.training import train
 
 # Small and fast: ~0.2 s a step on 2 cores; two validation utterances.
 FAST = ("data.segment_size=4096", "data.batch_size=2", "train.val_every=1000", "train.ckpt_every=1000")

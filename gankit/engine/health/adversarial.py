@@ -111,8 +111,8 @@ class DiscriminatorCollapseCheck(Check):
             f"loss sits at {mean_loss:.3g} per sub-discriminator, the no-information value being {self.l0:.3g}"
             f"{grad_text}. The generator gets no useful adversarial signal and may drift to audio whose mel "
             "looks right but sounds wrong. Try: check that the discriminator really receives the generated audio "
-            "and that optim.discriminator.lr is not 0 (and D's parameters are not frozen); rebalance "
-            "optim.discriminator.lr against optim.generator.lr; raise loss.lambda_fm; if it followed a loss "
+            "and that optim.d.lr is not 0 (and D's parameters are not frozen); rebalance "
+            "optim.d.lr against optim.g.lr; raise loss.lambda_fm; if it followed a loss "
             "spike, resume from an earlier checkpoint."
         )
         values: dict[str, Any] = {
@@ -200,9 +200,9 @@ class DiscriminatorOverpoweringCheck(Check):
             f"the discriminator wins outright: over the last {self.s.window} steps its loss is {mean_loss:.3g} per "
             f"sub-discriminator on {len(near_zero)} of {n} ({', '.join(names)}; no-information value {self.l0:.3g})"
             f"{adv_text}. Its gradients to the generator saturate and the generator stops improving. Try: lower "
-            "optim.discriminator.lr (÷2 to ÷10) relative to optim.generator.lr; set train.d_loss_threshold so D "
+            "optim.d.lr (÷2 to ÷10) relative to optim.g.lr; set schedule.d_loss_threshold so D "
             "pauses while it is ahead; raise loss.lambda_fm or loss.lambda_mel; or train the generator alone "
-            "first (train.warmup_steps)."
+            "first (schedule.warmup_steps)."
         )
         values: dict[str, Any] = {
             "sub_discriminators": names,

@@ -123,7 +123,7 @@ class DcOffsetCheck(Check):
             f"for {self.streak} steps in a row (window medians over {self.s.window} steps). The mel loss can "
             "look fine while this is audible. Try: listen to the latest samples; check the discriminators are "
             "training (see discriminator_collapse events) and raise loss.lambda_adv or loss.lambda_fm so they "
-            "penalise it; check the generator's output layer (tanh) and lower optim.generator.lr."
+            "penalise it; check the generator's output layer (tanh) and lower optim.g.lr."
         )
         values: dict[str, Any] = {
             "drifted": drifted,

@@ -86,7 +86,7 @@ class LossSpikeCheck(Check):
         ]
         message = (
             f"loss spike: {'; '.join(parts)}. One spike can be an odd batch; if it repeats or the run diverges, "
-            "lower the learning rates, set train.grad_clip_g / train.grad_clip_d, check the data for clipped or "
+            "lower the learning rates, set optim.g.clip / optim.d.clip, check the data for clipped or "
             "corrupt audio, and in fp16 try bf16 or fp32."
         )
         return Finding("loss_spike", "warning", message, {"losses": rows, "window": self.s.window})
@@ -100,7 +100,7 @@ class LossSpikeCheck(Check):
         message = (
             f"the run is diverging: {'; '.join(parts)}. Try: resume from an earlier checkpoint with lower "
             "learning rates (health.divergence.action: rollback does this automatically), set gradient clipping "
-            "(train.grad_clip_g / grad_clip_d), and in fp16 try bf16 or fp32."
+            "(optim.<group>.clip), and in fp16 try bf16 or fp32."
         )
         return Finding("divergence", "error", message, {"losses": rows, "steps": self.d.steps})
 
@@ -171,7 +171,7 @@ class NonfiniteGate:
         self.pending.append(Finding(
             "nonfinite", "error",
             f"non-finite {what}{where} in the {', '.join(groups)} update: {effect}. Once is survivable; if it "
-            "repeats, lower the learning rates, set gradient clipping (train.grad_clip_g / grad_clip_d), look for "
+            "repeats, lower the learning rates, set gradient clipping (optim.<group>.clip), look for "
             "silent or corrupt audio in the data, and in fp16 try bf16 or fp32.",
             {"losses": dict(losses), "grad_norms": dict(grad_norms), "nonfinite_losses": bad_losses,
              "nonfinite_grads": bad_grads, "skipped": skip},

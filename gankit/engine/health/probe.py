@@ -64,52 +64,49 @@ def find_unused_parameters(
     task: Any,
     nets: Mapping[str, nn.Module],
     batch: Mapping[str, Any],
+    step: int = 0,
     items: int = 2,
-    optimised: Sequence[str] | None = None,
 ) -> UnusedParameters:
-    """Run generator forward, D loss + backward, G loss (adversarial) + backward on deep copies of `nets`.
+    """Run the task's step on deep copies of `nets`: `prepare`, then every optimizer group's loss in the order
+    the task declares them, each back-propagated with the other groups' networks frozen — as the engine trains them
+    — and each group's parameters judged on its own loss alone (a generator gradient that came through the
+    discriminator's loss is not how the generator is trained). The originals' weights, buffers, gradients and
+    every RNG stream are untouched: the copies are private and the RNG is forked. `items`: batch items used
+    (None: the whole batch, for probe batches a task built to cover every domain)."""
+    from gankit.tasks.base import StepContext
 
-    D's parameters are judged on D's loss, G's on G's loss with D frozen — as the engine trains them —
-    so a G parameter reached only through a missing detach does not pass as used. The originals'
-    weights, buffers (spectral-norm vectors, batch-norm statistics), gradients and every RNG stream are
-    untouched: the copies are private and the RNG is forked. `optimised` limits the verdict to these
-    networks (default: the task's generator and discriminator keys, i.e. those with an optimizer).
-    """
-    g_keys = tuple(task.generator_keys)
-    d_keys = tuple(task.discriminator_keys)
-    judged = set(optimised) if optimised is not None else set(g_keys) | set(d_keys)
+    groups = {g.name: tuple(g.networks) for g in task.optimizer_groups()}
     with preserved_rng(_cuda_devices(nets)), torch.enable_grad():
         copies = {key: copy.deepcopy(net) for key, net in nets.items()}
         for net in copies.values():
             for p in net.parameters():
                 p.grad = None
-        small = _head(batch, items)
-        gen = task.generate(copies, small)
+        small = _head(batch, items) if items else dict(batch)
+        ctx = StepContext(step=step, groups=tuple(groups), probe=True)
+        task.prepare(copies, small, ctx)
         used: set[int] = set()
-        if d_keys:
-            d_terms, _ = task.discriminator_loss(copies, small, gen)
-            if d_terms.total.requires_grad:  # a constant when every D parameter is frozen: nothing to probe
-                d_terms.total.backward(retain_graph=True)  # G's graph is needed again below
-            used |= {id(p) for k in d_keys for p in copies[k].parameters() if p.grad is not None}
-        for k in g_keys:  # a G gradient that came through D's loss is not how G is trained: forget it
-            for p in copies[k].parameters():
-                p.grad = None
-        d_flags = [(p, p.requires_grad) for k in d_keys for p in copies[k].parameters()]
-        for p, _ in d_flags:
-            p.requires_grad_(False)
-        g_terms = task.generator_loss(copies, small, gen, True)
-        if g_terms.total.requires_grad:
-            g_terms.total.backward()
-        used |= {id(p) for k in g_keys for p in copies[k].parameters() if p.grad is not None}
-        for p, flag in d_flags:
-            p.requires_grad_(flag)
+        for name, own in groups.items():
+            for net in copies.values():
+                for p in net.parameters():
+                    p.grad = None
+            flags = [(p, p.requires_grad) for k, net in copies.items() if k not in own for p in net.parameters()]
+            for p, _ in flags:
+                p.requires_grad_(False)
+            try:
+                terms = task.loss(name, copies, small, ctx)
+                if terms.total.requires_grad:  # a constant when everything it reads is frozen: nothing to probe
+                    terms.total.backward(retain_graph=True)  # later groups may read the same prepared graph
+            finally:
+                for p, flag in flags:
+                    p.requires_grad_(flag)
+            used |= {id(p) for k in own for p in copies[k].parameters() if p.grad is not None}
         report = UnusedParameters()
-        for key in [k for k in (*g_keys, *d_keys) if k in judged]:
+        for key in [k for own in groups.values() for k in own]:
             for pname, p in copies[key].named_parameters():
                 full = f"{key}.{pname}"
                 if not p.requires_grad:
                     report.frozen.append(full)
                 elif id(p) not in used:
                     report.layers.setdefault(layer_name(key, pname), []).append(full)
-        del copies, gen, d_flags
+        del copies, ctx
     return report

@@ -1,0 +1,130 @@
+"""Tasks that are not vocoders, written only against the contract in gankit/tasks/base.py: if the engine
+needed a branch for them, the contract would be wrong.
+
+`ThreeGroupTask`: a generator, a WGAN critic with a gradient penalty (double backward) and an auxiliary
+classifier on real data optimised with RMSprop — three optimizer groups — and a generator loss term that
+switches off after `id_steps` steps. Data: 2-D points from two labelled Gaussians."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gankit.data.sampler import SampleKey, rng_for
+from gankit.tasks.base import LossTerms, OptimizerGroup, StepContext, Update, ValidationSample
+
+LATENT = 4
+
+
+class Points(torch.utils.data.Dataset):
+    """`size` labelled points; item i is fixed by (seed, i), so every epoch and rank sees the same data."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed = size, seed
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: SampleKey | int) -> dict[str, Any]:
+        index = key.index if isinstance(key, SampleKey) else int(key)
+        rng = rng_for(self.seed, 7, index)
+        label = index % 2
+        centre = (2.0, 0.0) if label else (-2.0, 0.0)
+        point = torch.tensor(rng.normal(centre, 0.3), dtype=torch.float32)
+        return {"x": point, "label": torch.tensor(label), "id": f"p{index}"}
+
+
+def mlp(inputs: int, outputs: int, hidden: int = 16) -> nn.Module:
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, outputs))
+
+
+class ThreeGroupTask:
+    name = "toy_three_groups"
+    best_metric = ("val/none", "min")
+    progress_keys: Mapping[str, str] = {"g/total": "g", "d/total": "d", "c/ce": "c"}
+    ema_networks = ("generator",)
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        toy = dict(config.get("toy") or {})
+        self.id_steps = int(toy.get("id_steps", 3))  # the identity term is on for steps < id_steps
+        self.gp_weight = float(toy.get("gp_weight", 10.0))
+        self.size = int(toy.get("points", 16))
+        # What each training loss call saw, for tests: (group, step, micro-batch size); the health probe's apart.
+        self.calls: list[tuple[str, int, int]] = []
+        self.probe_calls: list[tuple[str, int, int]] = []
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        return {"generator": mlp(LATENT, 2), "critic": mlp(2, 1), "classifier": mlp(2, 2)}
+
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        return [OptimizerGroup("c", ("classifier",)), OptimizerGroup("d", ("critic",)),
+                OptimizerGroup("g", ("generator",))]
+
+    def schedule(self, step: int, last_losses: Mapping[str, float]) -> list[Update]:
+        return [Update("c"), Update("d"), Update("g")]
+
+    def prepare(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> None:
+        z = torch.randn(batch["x"].shape[0], LATENT, device=batch["x"].device)
+        ctx.cache["fake"] = nets["generator"](z)
+
+    def loss(self, group: str, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> LossTerms:
+        (self.probe_calls if ctx.probe else self.calls).append((group, ctx.step, int(batch["x"].shape[0])))
+        real, fake = batch["x"], ctx.cache["fake"]
+        if group == "c":
+            ce = F.cross_entropy(nets["classifier"](real).float(), batch["label"])
+            return LossTerms(ce, {"c/ce": float(ce.detach())})
+        if group == "d":
+            wasserstein = nets["critic"](fake.detach()).float().mean() - nets["critic"](real).float().mean()
+            gp = self.gradient_penalty(nets["critic"], real, fake.detach())
+            total = wasserstein + self.gp_weight * gp
+            return LossTerms(total, {"d/w": float(wasserstein.detach()), "d/gp": float(gp.detach()),
+                                     "d/total": float(total.detach())})
+        total = -nets["critic"](fake).float().mean()
+        logs = {"g/adv": float(total.detach())}
+        if ctx.step < self.id_steps:  # a loss term on only for the first id_steps steps (step-aware losses)
+            identity = F.l1_loss(fake.float(), real)
+            logs["g/id"] = float(identity.detach())
+            total = total + identity
+        logs["g/total"] = float(total.detach())
+        return LossTerms(total, logs)
+
+    @staticmethod
+    def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        alpha = torch.rand(real.shape[0], 1, device=real.device)
+        mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        score = critic(mixed).float().sum()
+        (grad,) = torch.autograd.grad(score, mixed, create_graph=True)  # double backward through the critic
+        return ((grad.float().norm(dim=1) - 1) ** 2).mean()
+
+    def build_datasets(self, seed: int, log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, Any]]]:
+        return Points(self.size, seed), []
+
+    def validate(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any]) -> ValidationSample:
+        raise AssertionError("this task has no validation batches")
+
+    def export(self, nets: Mapping[str, nn.Module], step: int) -> dict[str, Any]:
+        return {"format": "gankit", "kind": "generator", "version": 1, "task": self.name, "step": step,
+                "state_dict": nets["generator"].state_dict()}
+
+
+def toy_config(*, steps: int, **train: Any) -> dict[str, Any]:
+    return {
+        "task": ThreeGroupTask.name,
+        "seed": 3,
+        "device": "cpu",
+        "toy": {"id_steps": 3, "points": 16},
+        "optim": {
+            "g": {"type": "Adam", "lr": 1e-3, "betas": [0.5, 0.9]},
+            "d": {"type": "Adam", "lr": 1e-3, "betas": [0.5, 0.9], "clip": {"type": "value", "max": 0.5}},
+            "c": {"type": "RMSprop", "lr": 1e-3, "scheduler": {"type": "StepLR", "step_size": 1, "gamma": 0.5,
+                                                               "interval": 2}},
+        },
+        "data": {"batch_size": 4, "num_workers": 0},
+        "train": {"max_steps": steps, "log_every": 1, "val_every": 1000, "ckpt_every": 1000, "num_threads": 1,
+                  **train},
+        "health": {"layer_grads": True},
+    }

@@ -1,0 +1,166 @@
+"""The engine trains any task through the contract in gankit/tasks/base.py: a toy task with three optimizer
+groups (one RMSprop), a loss term that switches off at a step and a gradient penalty, under accumulation and
+bf16, handed to the engine directly — no registry, no monkeypatching. Also: optimizer groups and schedulers by
+name from config, the adversarial schedule, and config keys renamed by the contract still read."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gankit.config import load_config
+from gankit.config_legacy import upgrade_legacy_keys
+from gankit.engine.jsonl import read_jsonl
+from gankit.engine.launch import train
+from gankit.engine.step import windows_of
+from gankit.errors import ConfigError
+from gankit.tasks.base import Update
+from gankit.tasks.schedule import AdversarialSchedule
+from tests.support.toy_tasks import ThreeGroupTask, toy_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def run_toy(run: Path, steps: int, **train_settings: object) -> ThreeGroupTask:
+    tasks: list[ThreeGroupTask] = []
+
+    def build(config: object) -> ThreeGroupTask:
+        tasks.append(ThreeGroupTask(config))  # type: ignore[arg-type]
+        return tasks[-1]
+
+    assert train(toy_config(steps=steps, **train_settings), build, run, progress=False) == 0
+    return tasks[-1]
+
+
+def test_three_groups_train_with_their_own_optimizers_schedulers_and_clipping(tmp_path: Path) -> None:
+    task = run_toy(tmp_path / "run", 6, grad_accum=2, precision="bf16")
+    rows = list(read_jsonl(tmp_path / "run" / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    # Every group is optimised every step, in schedule order, per micro-batch (2 micro-batches of 4 points).
+    first_step = [(g, n) for g, s, n in task.calls if s == 0]
+    assert first_step == [("c", 4), ("d", 4), ("g", 4)] * 2
+    assert task.probe_calls == [("c", 0, 2), ("d", 0, 2), ("g", 0, 2)]  # the unused-parameter probe: every group
+    for row in rows:
+        assert {"grad_norm/c", "grad_norm/d", "grad_norm/g", "lr/c", "lr/d", "lr/g", "loss/d/gp"} <= set(row), row
+        assert all(torch.isfinite(torch.tensor(v)) for k, v in row.items() if k.startswith("loss/")), row
+    # The identity term is on for steps 0..2 (rows 1..3) only: a step-aware loss.
+    assert ["loss/g/id" in r for r in rows] == [True, True, True, False, False, False]
+    # c's StepLR every 2 steps halves its rate; d and g keep theirs.
+    assert [r["lr/c"] for r in rows] == pytest.approx([1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4, 1.25e-4])
+    assert {r["lr/g"] for r in rows} == {1e-3}
+    state = torch.load(tmp_path / "run" / "checkpoints" / "state_00000006.pt", weights_only=True)
+    assert set(state["optimizers"]) == {"c", "d", "g"}
+    first = next(iter(state["optimizers"]["c"]["state"].values()))
+    assert "square_avg" in first and "exp_avg" not in first  # c really is RMSprop
+    assert "exp_avg" in next(iter(state["optimizers"]["g"]["state"].values()))
+    assert set(state["schedulers"]) == {"c"}
+
+
+def test_the_toy_task_resumes_bit_identically_and_computes_only_the_remaining_steps(tmp_path: Path) -> None:
+    whole = run_toy(tmp_path / "whole", 6, grad_accum=2, precision="bf16")
+    run_toy(tmp_path / "split", 3, grad_accum=2, precision="bf16")
+    rows_before = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    second = run_toy(tmp_path / "split", 6, grad_accum=2, precision="bf16")
+    assert sorted({s for _, s, _ in second.calls}) == [3, 4, 5]  # steps 0..2 were not computed again
+    assert (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()[:3] == rows_before
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "state_00000006.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "checkpoints" / "state_00000006.pt", weights_only=True)
+    for net in ("generator", "critic", "classifier"):
+        for key, value in a["networks"][net].items():
+            assert torch.equal(value, b["networks"][net][key]), (net, key)
+    assert a["schedulers"] == b["schedulers"]
+    assert len(whole.calls) == 6 * 2 * 3
+
+
+def test_value_clipping_bounds_every_gradient_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[float] = []
+    original = torch.optim.Adam.step
+
+    def spy(self: torch.optim.Adam, *args: object, **kwargs: object) -> object:
+        if self.param_groups[0]["params"][0].shape == (16, 2):  # the critic's first layer: group d
+            seen.append(max(float(p.grad.abs().max()) for g in self.param_groups for p in g["params"]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    run_toy(tmp_path / "run", 3)
+    rows = list(read_jsonl(tmp_path / "run" / "metrics.jsonl"))
+    assert seen and max(seen) <= 0.5 + 1e-7  # optim.d.clip: {type: value, max: 0.5}
+    assert max(r["grad_norm/d"] for r in rows) > 0.5  # the logged norm is before clipping, and it was needed
+
+
+def test_the_engine_imports_no_system() -> None:
+    code = ("import sys, gankit.engine.trainer, gankit.engine.launch; "
+            "print(sorted(m for m in sys.modules if m.startswith('gankit.tasks.') and m != 'gankit.tasks.base'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def test_windows_of_a_schedule() -> None:
+    shapes = [[u.group for u in w.updates] for w in windows_of([Update("d", 3), Update("g")])]
+    assert shapes == [["d"], ["d"], ["d", "g"]]
+    assert [[u.group for u in w.updates] for w in windows_of([Update("c"), Update("d"), Update("g")])] == [
+        ["c", "d", "g"]]
+    with pytest.raises(ValueError, match="repeats 0"):
+        windows_of([Update("d", 0)])
+
+
+def test_adversarial_schedule_warmup_critic_steps_and_thresholds() -> None:
+    s = AdversarialSchedule(warmup_steps=2, n_critic=3, d_loss_threshold=0.1, g_boost_threshold=0.2,
+                            g_boost_repeats=4)
+    assert s.updates(1, {}) == [Update("g")]
+    assert s.updates(2, {}) == [Update("d", 3), Update("g")]
+    assert s.updates(2, {"d/total": 0.15}) == [Update("d", 3), Update("g", 4)]  # D winning: G steps more
+    assert s.updates(2, {"d/total": 0.05}) == [Update("d", 3, apply=False), Update("g", 4)]  # D held
+    with pytest.raises(ConfigError, match="n_critic"):
+        AdversarialSchedule(n_critic=0)
+
+
+def test_optimizer_groups_are_validated_before_any_network_is_built(tmp_path: Path) -> None:
+    def attempt(**optim: object) -> None:
+        config = toy_config(steps=1)
+        config["optim"] = {**config["optim"], **optim}
+        train(config, ThreeGroupTask, tmp_path / "never", progress=False)
+
+    with pytest.raises(ConfigError, match=r"optim\.g\.type: 'Adamm' is not a torch\.optim class.*AdamW"):
+        attempt(g={"type": "Adamm", "lr": 1e-3})
+    with pytest.raises(ConfigError, match=r"optim\.g: Adam.*Invalid learning rate"):
+        attempt(g={"type": "Adam", "lr": -1.0})
+    with pytest.raises(ConfigError, match=r"optim: no optimizer group\(s\) x in this task; its groups are c, d, g"):
+        attempt(x={"type": "Adam"})
+    with pytest.raises(ConfigError, match=r"optim\.d\.clip"):
+        attempt(d={"type": "Adam", "clip": {"type": "norm", "max": -1}})
+    with pytest.raises(ConfigError, match=r"optim\.c\.scheduler\.interval"):
+        attempt(c={"type": "RMSprop", "scheduler": {"type": "StepLR", "step_size": 1, "interval": "sometimes"}})
+    assert not (tmp_path / "never" / "checkpoints").exists()
+
+
+def test_renamed_config_keys_are_read_under_their_old_names() -> None:
+    _, old = load_config("hifigan_tiny", ["optim.generator.lr=1e-4", "optim.discriminator.name=adam",
+                                          "train.grad_clip_g=1.0", "train.ema_decay=0.9", "train.n_critic=2",
+                                          "train.warmup_steps=5", "optim.lr_decay=0.5", "optim.lr_decay_every=step"])
+    _, new = load_config("hifigan_tiny", ["optim.g.lr=1e-4", "optim.d.type=Adam", "optim.g.clip={type: norm, max: 1.0}",
+                                          "train.ema={decay: 0.9}", "schedule.n_critic=2", "schedule.warmup_steps=5",
+                                          "optim.g.scheduler.gamma=0.5", "optim.d.scheduler.gamma=0.5",
+                                          "optim.g.scheduler.interval=step", "optim.d.scheduler.interval=step"])
+    assert old == new
+    saved_before = {"task": "hifigan", "optim": {"generator": {"lr": 2e-4, "betas": [0.8, 0.99], "weight_decay": 0.01},
+                                                 "discriminator": {"name": "adam", "lr": 1e-4},
+                                                 "lr_decay": 0.999, "lr_decay_every": "epoch"},
+                    "train": {"grad_clip_g": None, "grad_clip_d": 2.0, "ema_decay": None, "warmup_steps": 0,
+                              "n_critic": 1, "d_loss_threshold": None}}
+    upgraded = upgrade_legacy_keys(saved_before, complete=True)
+    scheduler = {"type": "ExponentialLR", "gamma": 0.999, "interval": "epoch"}
+    assert upgraded["optim"] == {
+        "g": {"type": "AdamW", "lr": 2e-4, "betas": [0.8, 0.99], "weight_decay": 0.01, "clip": None,
+              "scheduler": scheduler},
+        "d": {"type": "Adam", "lr": 1e-4, "clip": {"type": "norm", "max": 2.0}, "scheduler": scheduler},
+    }
+    assert upgraded["train"] == {"ema": None}
+    assert upgraded["schedule"] == {"warmup_steps": 0, "n_critic": 1, "d_loss_threshold": None,
+                                    "g_boost_threshold": None, "g_boost_repeats": 2}
+    with pytest.raises(ConfigError, match=r"optim\.generator\.name.*optim\.<group>\.type"):
+        upgrade_legacy_keys({"optim": {"generator": {"name": "sgd"}}}, complete=False)
