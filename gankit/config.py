@@ -24,9 +24,9 @@ RESUME_SAFE_PREFIXES: tuple[str, ...] = (
     "train.ckpt_every_epochs",
     "train.keep_last",
     "train.num_threads",
-    "train.val_measures",
-    "train.best_measures",
-    "train.measure_items",
+    "validation.measures",
+    "validation.best_measures",
+    "validation.measure_items",
     "data.num_workers",
     "device",
 )

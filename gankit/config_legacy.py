@@ -8,6 +8,7 @@ under their old names: shipped configs, saved run configs and `key=value` overri
 | `train.grad_clip_g`, `train.grad_clip_d` | `optim.<g,d>.clip: {type: norm, max}` |
 | `train.ema_decay` | `train.ema: {decay}` |
 | `train.warmup_steps`, `train.n_critic`, `train.d_loss_threshold` | `schedule.*` |
+| `train.val_measures`, `train.best_measures`, `train.measure_items` | `validation.*` (`val_measures` → `measures`) |
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ _OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW"}
 _SCHEDULE_KEYS = ("warmup_steps", "n_critic", "d_loss_threshold")
 # What a complete old config implied for keys it could not have: the schedule's later knobs at their defaults.
 _SCHEDULE_DEFAULTS = {"g_boost_threshold": None, "g_boost_repeats": 2}
+_VALIDATION_KEYS = {"val_measures": "measures", "best_measures": "best_measures", "measure_items": "measure_items"}
 
 
 def upgrade_legacy_keys(config: Mapping[str, Any], complete: bool) -> dict[str, Any]:
@@ -69,6 +71,9 @@ def upgrade_legacy_keys(config: Mapping[str, Any], complete: bool) -> dict[str, 
         schedule.update(moved)
         schedule.update(dict(out.get("schedule") or {}))
         out["schedule"] = schedule
+    validation = {new: train.pop(old) for old, new in _VALIDATION_KEYS.items() if old in train}
+    if validation:
+        out["validation"] = {**validation, **dict(out.get("validation") or {})}
     if "optim" in out or optim:
         out["optim"] = optim
     if "train" in out or train:

@@ -145,7 +145,7 @@ def test_report_renders_the_run(cli_run: CliRun) -> None:
     utterances = validations[0]["samples"]
     audio = page.attrs("audio", "src")
     assert len(utterances) == 2 and sorted(audio) == sorted(
-        f"audio/{folder}/{utt}.wav" for folder in ("reference", "step_00000003") for utt in utterances)
+        f"audio/{folder}/{utt}__audio.wav" for folder in ("reference", "step_00000003") for utt in utterances)
     assert sum(s.startswith("spectrograms/") for s in page.attrs("img", "src")) == len(audio)
     for src in audio:
         info = sf.info(index.parent / src)

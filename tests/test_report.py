@@ -11,6 +11,7 @@ from urllib.parse import unquote
 import numpy as np
 import pytest
 import soundfile
+import torch
 from PIL import Image
 
 from gankit.cli import main
@@ -85,7 +86,7 @@ def test_page_shows_every_part_of_the_run(run_dir: Path, index: Path) -> None:
     # Samples: reference + 2 validation steps × 2 utterances, each a player next to its spectrogram.
     audio = page.attrs("audio", "src")
     assert sorted(audio) == sorted(
-        f"audio/{folder}/{utt}.wav" for folder in ("reference", "step_00000001", "step_00000002")
+        f"audio/{folder}/{utt}__audio.wav" for folder in ("reference", "step_00000001", "step_00000002")
         for utt in ("utt_010", "utt_011"))
     for src in audio:
         copied, sr = soundfile.read(index.parent / unquote(src), dtype="int16")
@@ -121,7 +122,7 @@ def test_partial_runs_get_a_page_that_says_what_is_missing(run_dir: Path, tmp_pa
 
 def test_outliers_are_clipped_and_stale_media_removed(run_dir: Path, index: Path, tmp_path: Path) -> None:
     run = copy_run(run_dir, tmp_path / "run")  # with the report `index` built
-    assert (run / "report" / "audio" / "step_00000001" / "utt_010.wav").exists()
+    assert (run / "report" / "audio" / "step_00000001" / "utt_010__audio.wav").exists()
     # 60 more logged steps around 5 with one spike of 10⁴ at step 30: the plot range must ignore the spike.
     rng = np.random.default_rng(0)
     with (run / "metrics.jsonl").open("a", encoding="utf-8") as handle:
@@ -133,7 +134,7 @@ def test_outliers_are_clipped_and_stale_media_removed(run_dir: Path, index: Path
     assert "clipped 0 below, 1 above" in text and f"… {format_number(1e4)})" in text
     assert not (run / "report" / "audio" / "step_00000001").exists()
     assert not (run / "report" / "spectrograms" / "step_00000001").exists()
-    assert (run / "report" / "audio" / "step_00000002" / "utt_010.wav").exists()
+    assert (run / "report" / "audio" / "step_00000002" / "utt_010__audio.wav").exists()
 
 
 def test_cli_prints_the_page_path_and_refuses_non_runs(run_dir: Path, tmp_path: Path,
@@ -171,7 +172,7 @@ def test_odd_sample_names_are_escaped_and_quoted(tmp_path: Path) -> None:
 
 
 def test_thinning_keeps_first_best_and_last() -> None:
-    sets = [SampleSet(step=s, wavs={}, pngs={}) for s in range(100, 10100, 100)]
+    sets = [SampleSet(step=s, groups={}) for s in range(100, 10100, 100)]
     kept = [s.step for s in thin_steps(sets, 5, {4300})]
     assert kept[0] == 100 and kept[-1] == 10000 and 4300 in kept and len(kept) == 6
     assert [s.step for s in thin_steps(sets[:3], 5, set())] == [100, 200, 300]
@@ -229,3 +230,35 @@ def test_page_loads_in_headless_chromium(index: Path) -> None:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_typed_media_from_the_index_render_by_type(tmp_path: Path) -> None:
+    """A task that is not a vocoder: an image grid and a spectrogram without audio, described by index.json."""
+    from gankit.engine.media import write_media
+    from gankit.tasks.base import AudioItem, ImageItem, SpectrogramItem
+
+    run = tmp_path / "run"
+    grid = torch.rand(3, 64, 96)
+    wave = 0.3 * torch.sin(torch.linspace(0, 2000, 8000))
+    write_media(run / "samples", 5, [
+        ImageItem(grid, "fixed noise", "grid"),
+        SpectrogramItem(torch.randn(80, 40), "mel", "spk1→spk2", "converted"),
+        SpectrogramItem(torch.randn(80, 40), "mel", "spk1→spk2", "source", role="source"),
+        AudioItem(wave, 16000, "spk1→spk2", "vocoded"),
+        ImageItem(torch.rand(1, 32, 32), "fixed noise", "real", role="reference"),
+    ])
+    index = build_report(run)
+    page = parse(index)
+    images = page.attrs("img", "src")
+    assert any(s.startswith("images/step_00000005/fixed_noise__grid") for s in images), images
+    assert any(s.startswith("images/reference/fixed_noise__real") for s in images), images
+    # The conversion has audio: the report draws its spectrogram itself and does not repeat the task's images.
+    assert not any("spk1" in s and s.startswith("images/") for s in images), images
+    assert [unquote(s) for s in page.attrs("audio", "src")] == ["audio/step_00000005/spk1→spk2__vocoded.wav"]
+    for src in images:
+        if src.startswith("images/"):
+            with Image.open(index.parent / unquote(src)) as image:
+                image.load()
+    with Image.open(run / "samples" / "step_00000005" / "fixed_noise__grid.png") as image:
+        assert image.size == (96, 64) and image.mode in ("RGB", "RGBA")
+    assert set(images) | set(page.attrs("audio", "src")) <= set(assert_references_resolve(index, page))

@@ -28,7 +28,14 @@ def test_cli_run_writes_the_run_directory(tiny_corpus: Path, tmp_path: Path) -> 
     val = list(read_jsonl(run / "validation.jsonl"))
     assert [v["step"] for v in val] == [2, 4] and val[0]["val/mel_l1"] > 0
     assert sorted(p.name for p in (run / "samples" / "step_00000004").iterdir()) == [
-        "utt_010.png", "utt_010.wav", "utt_011.png", "utt_011.wav"]
+        "index.json", "utt_010__audio.wav", "utt_010__mel.png", "utt_011__audio.wav", "utt_011__mel.png"]
+    index = json.loads((run / "samples" / "step_00000004" / "index.json").read_text())
+    assert index["step"] == 4 and {(e["type"], e["group"], e["role"]) for e in index["items"]} == {
+        (t, u, "generated") for t in ("audio", "spectrogram") for u in ("utt_010", "utt_011")}
+    assert all(e["sample_rate"] == 22050 for e in index["items"] if e["type"] == "audio")
+    reference = json.loads((run / "samples" / "reference" / "index.json").read_text())
+    assert {(e["type"], e["group"], e["role"]) for e in reference["items"]} == {
+        (t, u, "reference") for t in ("audio", "spectrogram") for u in ("utt_010", "utt_011")}
     manifest = json.loads((run / "checkpoints" / "manifest.json").read_text())
     assert manifest["latest"] == "state_00000004.pt" and manifest["best"] in ("state_00000002.pt", "state_00000004.pt")
     state = torch.load(run / "checkpoints" / manifest["latest"], weights_only=True)  # plain types only

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gankit.errors import ConfigError
 from gankit.settings import from_mapping
 
-__all__ = ["VALIDATION_MEASURES", "EmaSettings", "LoaderSettings", "TrainSettings", "from_mapping"]
-
-# What train.val_measures / train.best_measures may name (gankit.metrics.summary's measures but mel L1).
-VALIDATION_MEASURES: tuple[str, ...] = ("mrstft", "pesq", "stoi", "mcd", "f0")
+__all__ = ["EmaSettings", "LoaderSettings", "TrainSettings", "from_mapping"]
 
 
 @dataclass
@@ -31,23 +28,13 @@ class TrainSettings:
     ckpt_every_epochs: int | None = None
     keep_last: int = 3
     num_threads: int | None = None
-    # Objective measures of validation audio (gankit.metrics): PESQ and STOI cost about a second an utterance
-    # on CPU, so by default they run only when a validation makes a new best, on the first few utterances.
-    val_measures: list[str] = field(default_factory=list)  # at every validation
-    best_measures: list[str] = field(default_factory=lambda: ["pesq", "stoi"])  # when a validation is a new best
-    measure_items: int = 2  # validation utterances the measures score
 
     @property
     def ema_settings(self) -> EmaSettings | None:
         return from_mapping(EmaSettings, self.ema, "train.ema") if self.ema is not None else None
 
     def __post_init__(self) -> None:
-        for key in ("val_measures", "best_measures"):
-            unknown = [m for m in getattr(self, key) if m not in VALIDATION_MEASURES]
-            if unknown:
-                raise ConfigError(f"train.{key}: unknown measure(s) {', '.join(map(str, unknown))}; choose from "
-                                  f"{', '.join(VALIDATION_MEASURES)} (validation always reports mel L1).")
-        for name in ("grad_accum", "log_every", "val_every", "keep_last", "measure_items"):
+        for name in ("grad_accum", "log_every", "val_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be ≥ 1, got {getattr(self, name)}.")
         self.ema_settings  # noqa: B018 — validated now, not at the first step

@@ -19,6 +19,7 @@ from gankit.engine.distributed import DistContext
 from gankit.engine.ema import Ema
 from gankit.engine.faults import install_from_environment
 from gankit.engine.health_session import HealthSession
+from gankit.engine.media import log_media
 from gankit.engine.optim import OptimizerSet, parse_groups
 from gankit.engine.precision import Precision
 from gankit.engine.rng import capture_rng, restore_rng, seed_everything
@@ -26,7 +27,7 @@ from gankit.engine.run_dir import RunDirectory
 from gankit.engine.settings import LoaderSettings, TrainSettings, from_mapping
 from gankit.engine.state import InitialWeights
 from gankit.engine.step import StepOutcome, StepRunner, windows_of
-from gankit.engine.validation import objective_measures, run_validation
+from gankit.engine.validation import run_validation
 from gankit.errors import CheckpointError, ConfigError
 from gankit.tasks.base import GanTask
 
@@ -463,24 +464,24 @@ class Trainer:
         """Rank 0 validates; every rank learns whether that made a new best, so all save (and meet) together."""
         new_best = 0
         if self.dist.is_main and self.val_batches:
-            metrics, samples = run_validation(self.task, self._nets_for_inference(), self.val_batches, self.device,
-                                              self.step, self.run.samples)
-            value = metrics.get(self.ckpt.metric)
+            metric = self.ckpt.metric
+
+            def is_new_best(metrics: Mapping[str, float]) -> bool:
+                value = metrics.get(metric)
+                return value is not None and math.isfinite(value) and self.ckpt.is_better(value)
+
+            result = run_validation(self.task, self._nets_for_inference(), self.val_batches, self.device, self.step,
+                                    self.run.samples, is_new_best)
+            value = result.metrics.get(metric)
             if value is not None and math.isfinite(value):
                 self.last_val = (self.step, value)
-                self._print(f"step {self.step}: {self.ckpt.metric} {value:.4f}")
+                self._print(f"step {self.step}: {metric} {value:.4f}")
                 new_best = int(self.ckpt.is_better(value))
-            measures = list(self.settings.val_measures)
-            if new_best:
-                measures += [m for m in self.settings.best_measures if m not in measures]
-            metrics.update(objective_measures(samples[: self.settings.measure_items], measures))
             assert self.run.validation is not None
-            self.run.validation.append({"step": self.step, "epoch": self.epoch, **metrics,
-                                        "samples": [x.utterance_id for x in samples]})
-            self.run.log_scalars(self.step, metrics)
-            for sample in samples[:4]:
-                self.run.tensorboard.add_audio(f"val/{sample.utterance_id}", sample.fake_audio.unsqueeze(0),
-                                               self.step, sample_rate=sample.sample_rate)
+            groups = list(dict.fromkeys(item.group for item in result.media if item.role != "reference"))
+            self.run.validation.append({"step": self.step, "epoch": self.epoch, **result.metrics, "samples": groups})
+            self.run.log_scalars(self.step, result.metrics)
+            log_media(self.run.tensorboard, self.step, result.media)
         if self.dist.agree_max(new_best):
             self._checkpoint_now()
 

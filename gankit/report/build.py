@@ -31,7 +31,7 @@ from gankit.report.html import (
     url,
 )
 from gankit.report.media import MediaWriter, SampleMedia, remove_unlisted
-from gankit.report.rundir import RunData, SampleSet, Validation, load_run
+from gankit.report.rundir import MediaFile, RunData, SampleSet, Validation, load_run
 from gankit.report.spectrogram import mel_params_from_config
 from gankit.report.stats import format_duration, format_number, training_timing
 
@@ -290,26 +290,29 @@ class _Page:
     def samples(self) -> Markup:
         run = self.run
         if not run.samples and not run.references:
-            return note("No samples yet: validation writes generated audio to samples/step_…/ when it runs.")
+            return note("No samples yet: validation writes its media to samples/step_…/ when it runs.")
         best = {self.best_step} if self.best_step is not None else set()
         shown = thin_steps(run.samples, self.options.max_sample_steps, best)
-        ids = list(dict.fromkeys([*run.references, *(i for s in shown for i in s.wavs)]))
+        groups = list(dict.fromkeys([*run.references, *(g for s in shown for g in s.groups)]))
         metric_at = {v.step: v for v in run.validations}
         parts: list[Markup] = [element(
-            "p", "One row per validation step, one column per utterance; the reference recording is the first row. "
-            "Spectrograms share one colour scale (−100 … +20 dB), so a quiet generator looks dark. "
+            "p", "One row per validation step, one column per sample; the references are the first row. "
+            "Spectrograms of audio share one colour scale (−100 … +20 dB), so a quiet generator looks dark. "
             "Levels outside −40 … 0 dBFS peak are shown in red.")]
         if len(shown) < len(run.samples):
             parts.append(note(f"Showing {len(shown)} of {len(run.samples)} validation steps (evenly spaced, with "
                               "the first, the best and the last); `gankit report --max-sample-steps N` shows more.",
                               "hint"))
         if not run.samples:
-            parts.append(note("Only reference recordings so far: no validation step has written generated audio."))
-        rows = [[element("strong", "reference"), *(self._cell(run.references.get(i), f"reference/{i}") for i in ids)]]
+            parts.append(note("Only references so far: no validation step has written generated media."))
+        rows = []
+        if run.references:
+            rows.append([element("strong", "reference"),
+                         *(self._cell(run.references.get(g, []), "reference") for g in groups)])
         for sample_set in shown:
             rows.append([self._step_cell(sample_set.step, metric_at.get(sample_set.step)),
-                         *(self._cell(sample_set.wavs.get(i), f"step_{sample_set.step:08d}/{i}") for i in ids)])
-        parts.append(table(["", *ids], rows, class_="samples"))
+                         *(self._cell(sample_set.groups.get(g, []), f"step_{sample_set.step:08d}") for g in groups)])
+        parts.append(table(["", *groups], rows, class_="samples"))
         return join(parts)
 
     def _step_cell(self, step: int, validation: Validation | None) -> Markup:
@@ -321,9 +324,27 @@ class _Page:
                       for k, v in validation.metrics.items()]
         return join(lines)
 
-    def _cell(self, wav: Path | None, name: str) -> Markup:
-        if wav is None:
+    def _cell(self, files: list[MediaFile], folder: str) -> Markup:
+        """A group's media: audio with a player and the report's own spectrogram; images as they are; a
+        task's spectrogram image only where the group has no audio to draw one from."""
+        if not files:
             return element("span", "—", class_="level")
+        has_audio = any(f.kind == "audio" for f in files)
+        parts: list[Markup] = []
+        for f in files:
+            name = f"{folder}/{f.path.stem}"
+            if f.kind == "audio":
+                parts.append(self._audio_cell(f.path, name))
+            elif f.kind == "image" or not has_audio:
+                placed = self.media.image(f.path, name)
+                if placed is None:
+                    parts.append(element("div", f"{f.path.name} could not be copied", class_="level bad"))
+                else:
+                    parts += [element("div", f.label, class_="level"),
+                              element("img", src=url(placed), alt=f"{f.kind} {f.group} {f.label}", loading="lazy")]
+        return join(parts)
+
+    def _audio_cell(self, wav: Path, name: str) -> Markup:
         media = self.media.sample(wav, name)
         parts: list[Markup] = []
         if media.audio:

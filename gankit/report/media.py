@@ -72,13 +72,22 @@ class MediaWriter:
         problem = "digital silence" if math.isinf(info.peak_dbfs) else None
         return SampleMedia(self._relative(audio_path), self._relative(image_path), info, problem)
 
+    def image(self, png: Path, name: str) -> str | None:
+        """A task's own image (a sample grid, a spectrogram) placed under `root/images/`; None if it cannot be."""
+        target = self.root / "images" / f"{name}.png"
+        try:
+            place_file(png, target)
+        except OSError:
+            return None
+        self.written.add(target)
+        return self._relative(target)
+
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
     def remove_stale(self) -> int:
         """Delete media of an earlier build that this build did not write (e.g. samples of a trimmed run)."""
-        return remove_unlisted(self.root / "audio", self.written) + remove_unlisted(self.root / "spectrograms",
-                                                                                   self.written)
+        return sum(remove_unlisted(self.root / sub, self.written) for sub in ("audio", "spectrograms", "images"))
 
 
 def remove_unlisted(folder: Path, keep: set[Path]) -> int:

@@ -94,13 +94,24 @@ class Checkpoints:
     entries: list[dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class MediaFile:
+    """One file of a validation's media, as `samples/…/index.json` describes it (or, in runs written before the
+    index, as its name says: `<id>.wav` audio, `<id>.png` a mel spectrogram)."""
+
+    kind: str  # "audio", "image" or "spectrogram"
+    path: Path
+    group: str  # the column it is shown in: an utterance id, a conversion, a domain
+    label: str
+    role: str  # "generated", "source" or "reference"
+
+
 @dataclass
 class SampleSet:
-    """Generated wavs (and optional ready-made spectrogram PNGs) of one validation step."""
+    """The media of one validation step, by group."""
 
     step: int
-    wavs: dict[str, Path]  # sample id → wav
-    pngs: dict[str, Path]  # sample id → spectrogram image written by training, if any
+    groups: dict[str, list[MediaFile]]
 
 
 @dataclass
@@ -127,8 +138,7 @@ class RunData:
     layer_grads: LayerGrads | None = None
     checkpoints: Checkpoints | None = None
     samples: list[SampleSet] = field(default_factory=list)
-    references: dict[str, Path] = field(default_factory=dict)  # sample id → reference wav
-    reference_pngs: dict[str, Path] = field(default_factory=dict)
+    references: dict[str, list[MediaFile]] = field(default_factory=dict)  # group → its reference media
     problems: list[str] = field(default_factory=list)  # files that could not be read, shown on the page
 
     @property
@@ -329,21 +339,44 @@ def _load_manifest(run: RunData) -> None:
     )
 
 
+def _media_in(folder: Path, default_role: str) -> dict[str, list[MediaFile]]:
+    """A samples folder's media by group: from its index.json, else (older runs) from its file names."""
+    groups: dict[str, list[MediaFile]] = {}
+    index = folder / "index.json"
+    entries: list[dict[str, Any]] | None = None
+    if index.is_file():
+        try:
+            data = json.loads(index.read_text(encoding="utf-8"))
+            entries = [e for e in data.get("items", []) if isinstance(e, dict)]
+        except (OSError, ValueError, AttributeError):
+            entries = None
+    if entries is None:
+        entries = [{"type": "audio" if p.suffix == ".wav" else "spectrogram", "file": p.name, "group": p.stem,
+                    "label": "audio" if p.suffix == ".wav" else "mel", "role": default_role}
+                   for p in sorted([*folder.glob("*.wav"), *folder.glob("*.png")])]
+    for entry in entries:
+        path = folder / str(entry.get("file", ""))
+        if entry.get("type") not in ("audio", "image", "spectrogram") or not path.is_file():
+            continue
+        media = MediaFile(str(entry["type"]), path, str(entry.get("group", path.stem)), str(entry.get("label", "")),
+                          str(entry.get("role", default_role)))
+        groups.setdefault(media.group, []).append(media)
+    return groups
+
+
 def _load_samples(run: RunData) -> None:
     folder = run.run_dir / "samples"
     if not folder.is_dir():
         return
     reference = folder / "reference"
     if reference.is_dir():
-        run.references = {p.stem: p for p in sorted(reference.glob("*.wav"))}
-        run.reference_pngs = {p.stem: p for p in sorted(reference.glob("*.png"))}
+        run.references = _media_in(reference, "reference")
     # Folders on disk, not only validation.jsonl rows: samples may outlive a trimmed or missing log.
     for child in sorted(folder.iterdir()):
         match = _STEP_DIR.match(child.name)
         if not match or not child.is_dir():
             continue
-        wavs = {p.stem: p for p in sorted(child.glob("*.wav"))}
-        pngs = {p.stem: p for p in sorted(child.glob("*.png"))}
-        if wavs or pngs:
-            run.samples.append(SampleSet(step=int(match.group(1)), wavs=wavs, pngs=pngs))
+        groups = _media_in(child, "generated")
+        if groups:
+            run.samples.append(SampleSet(step=int(match.group(1)), groups=groups))
     run.samples.sort(key=lambda s: s.step)

@@ -3,7 +3,7 @@ step-aware losses, validation and export. The engine knows a task only through `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -73,17 +73,51 @@ class LossTerms:
     outputs: OutputPair | None = None
 
 
-@dataclass
-class ValidationSample:
-    """One validation utterance: scalar metrics, generated and reference audio, and mels for plots."""
+MediaRole = Literal["generated", "reference", "source"]
 
-    utterance_id: str
-    metrics: dict[str, float]
-    fake_audio: Tensor  # [T]
-    real_audio: Tensor  # [T]
-    fake_mel: Tensor  # [n_mels, frames]
-    real_mel: Tensor  # [n_mels, frames]
+
+@dataclass
+class AudioItem:
+    """A waveform [T] in [-1, 1]."""
+
+    wave: Tensor
     sample_rate: int
+    group: str  # what it belongs to: an utterance id, a conversion "spk1→spk2", a domain
+    label: str  # what it is within the group: "audio", "converted"
+    role: MediaRole = "generated"
+
+
+@dataclass
+class ImageItem:
+    """Pixels [C, H, W] in [0, 1], C = 1 or 3 (a grid of samples is one image)."""
+
+    pixels: Tensor
+    group: str
+    label: str
+    role: MediaRole = "generated"
+
+
+@dataclass
+class SpectrogramItem:
+    """Values [bins, frames] as the task computed them (`kind` says which: "mel" for a log-mel)."""
+
+    values: Tensor
+    kind: str
+    group: str
+    label: str
+    role: MediaRole = "generated"
+
+
+MediaItem = AudioItem | ImageItem | SpectrogramItem
+
+
+@dataclass
+class ValidationResult:
+    """One validation: set-level metrics ("val/<name>") and the media to keep and show. The engine writes
+    "generated" and "source" media under samples/step_N/, "reference" media once under samples/reference/."""
+
+    metrics: dict[str, float]
+    media: list[MediaItem] = field(default_factory=list)
 
 
 class AdversarialObjective(Protocol):
@@ -131,7 +165,16 @@ class GanTask(Protocol):
         """(training dataset keyed by the engine's sampler keys, validation batches) from the task's `data.*`."""
         ...
 
-    def validate(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any]) -> ValidationSample: ...
+    def validate(
+        self,
+        nets: Mapping[str, nn.Module],
+        batches: Sequence[Mapping[str, Any]],
+        is_new_best: Callable[[Mapping[str, float]], bool],
+    ) -> ValidationResult:
+        """Validate on the task's validation batches (already on the device; networks in eval mode, no grad).
+        `is_new_best(metrics)` says whether metrics holding `best_metric` would make a new best checkpoint, so
+        a task can add measures worth their cost only then."""
+        ...
 
     def export(self, nets: Mapping[str, nn.Module], step: int) -> dict[str, Any]:
         """The inference file's payload (plain types and tensors: `torch.load(weights_only=True)` reads it)."""

@@ -21,15 +21,19 @@ from gankit.losses.feature_matching import feature_matching_loss
 from gankit.settings import from_mapping
 from gankit.tasks.base import (
     AdversarialObjective,
+    AudioItem,
     DiscriminatorReadout,
     LossTerms,
+    MediaItem,
     OptimizerGroup,
     OutputPair,
+    SpectrogramItem,
     StepContext,
     Update,
-    ValidationSample,
+    ValidationResult,
 )
 from gankit.tasks.schedule import AdversarialSchedule
+from gankit.tasks.vocoder_validation import VocoderValidationSettings, objective_measures
 
 
 @dataclass
@@ -134,6 +138,7 @@ class VocoderGanTask:
         self.name = name
         self.data = from_mapping(DataSettings, config.get("data"), "data")
         self.steps = from_mapping(AdversarialSchedule, config.get("schedule"), "schedule")
+        self.validation = from_mapping(VocoderValidationSettings, config.get("validation"), "validation")
         self._generator_config = dict(generator_config)
         self.frontend: MelFrontend = build_frontend(config["frontend"])
         self.loss_frontend: MelFrontend = self.frontend.with_fmax(config.get("fmax_for_loss"))
@@ -280,20 +285,32 @@ class VocoderGanTask:
         return LossTerms(total=total, logs=logs)
 
     @torch.no_grad()
-    def validate(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any]) -> ValidationSample:
-        """One whole utterance (batch of 1): mel L1 on the loss mel, as the original's validation."""
-        gen = self.generate(nets, batch)
-        fake, real = gen.fake.float(), gen.real.float()
-        fake_mel = self.loss_frontend(fake.squeeze(1))
-        real_mel = self.loss_frontend(real.squeeze(1))
-        frames = min(fake_mel.shape[-1], real_mel.shape[-1])
-        metrics = {"val/mel_l1": float(F.l1_loss(fake_mel[..., :frames], real_mel[..., :frames]))}
-        return ValidationSample(
-            utterance_id=str(batch["id"][0]),
-            metrics=metrics,
-            fake_audio=fake[0, 0].cpu(),
-            real_audio=real[0, 0].cpu(),
-            fake_mel=fake_mel[0].cpu(),
-            real_mel=real_mel[0].cpu(),
-            sample_rate=self.frontend.sample_rate,
-        )
+    def validate(
+        self,
+        nets: Mapping[str, nn.Module],
+        batches: Sequence[Mapping[str, Any]],
+        is_new_best: Callable[[Mapping[str, float]], bool],
+    ) -> ValidationResult:
+        """Whole utterances (batches of 1): mel L1 on the loss mel, as the original's validation, averaged; the
+        configured objective measures on the first `validation.measure_items`; audio and mel of each utterance."""
+        media: list[MediaItem] = []
+        l1: list[float] = []
+        pairs: list[tuple[Any, Any]] = []
+        rate = self.frontend.sample_rate
+        for batch in batches:
+            gen = self.generate(nets, batch)
+            fake, real = gen.fake.float(), gen.real.float()
+            fake_mel = self.loss_frontend(fake.squeeze(1))
+            real_mel = self.loss_frontend(real.squeeze(1))
+            frames = min(fake_mel.shape[-1], real_mel.shape[-1])
+            l1.append(float(F.l1_loss(fake_mel[..., :frames], real_mel[..., :frames])))
+            uid = str(batch["id"][0])
+            fake_wave, real_wave = fake[0, 0].cpu(), real[0, 0].cpu()
+            pairs.append((real_wave.numpy(), fake_wave.numpy()))
+            media += [AudioItem(fake_wave, rate, uid, "audio"), SpectrogramItem(fake_mel[0].cpu(), "mel", uid, "mel"),
+                      AudioItem(real_wave, rate, uid, "audio", role="reference"),
+                      SpectrogramItem(real_mel[0].cpu(), "mel", uid, "mel", role="reference")]
+        metrics = {"val/mel_l1": float(sum(l1) / len(l1))} if l1 else {}
+        measures = self.validation.wanted(bool(metrics) and is_new_best(metrics))
+        metrics.update(objective_measures(pairs[: self.validation.measure_items], measures, rate))
+        return ValidationResult(metrics, media)

@@ -7,7 +7,7 @@ switches off after `id_steps` steps. Data: 2-D points from two labelled Gaussian
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.data.sampler import SampleKey, rng_for
-from gankit.tasks.base import LossTerms, OptimizerGroup, StepContext, Update, ValidationSample
+from gankit.tasks.base import LossTerms, OptimizerGroup, StepContext, Update, ValidationResult
 
 LATENT = 4
 
@@ -103,7 +103,8 @@ class ThreeGroupTask:
     def build_datasets(self, seed: int, log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, Any]]]:
         return Points(self.size, seed), []
 
-    def validate(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any]) -> ValidationSample:
+    def validate(self, nets: Mapping[str, nn.Module], batches: Sequence[Mapping[str, Any]],
+                 is_new_best: Callable[[Mapping[str, float]], bool]) -> ValidationResult:
         raise AssertionError("this task has no validation batches")
 
     def export(self, nets: Mapping[str, nn.Module], step: int) -> dict[str, Any]:
