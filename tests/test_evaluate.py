@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,10 +19,10 @@ from torch import Tensor, nn
 from gankit.audio.io import read_audio
 from gankit.audio.mel import build_frontend
 from gankit.cli import main
-from gankit.engine.state import generator_payload
 from gankit.infer import Vocoder, load_vocoder
 from gankit.infer.evaluation import GRIFFIN_LIM, MODEL, Reference, evaluate_vocoder
 from gankit.models.hifigan import HifiGanGenerator, HifiGanGeneratorConfig
+from gankit.tasks.vocoder import vocoder_inference_file
 from tests.support.corpus import voiced_clip, write_corpus
 
 pytestmark = [
@@ -47,8 +46,8 @@ def save_random_generator(path: Path, sample_rate: int) -> Path:
     torch.manual_seed(0)
     generator = HifiGanGenerator(HifiGanGeneratorConfig.from_dict({"upsample_initial_channel": 32}))
     frontend = build_frontend({"preset": "hifigan", "sample_rate": sample_rate})
-    task = SimpleNamespace(name="hifigan", generator_config=generator.cfg.to_dict, frontend=frontend)
-    torch.save(generator_payload(task, generator, 7), path)
+    torch.save(vocoder_inference_file("hifigan", generator.cfg.to_dict(), frontend.to_config(),
+                                      generator.state_dict(), 7), path)
     return path
 
 

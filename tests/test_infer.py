@@ -18,12 +18,12 @@ from torch.nn.utils import parametrize
 from gankit.audio.mel import build_frontend
 from gankit.cli import main
 from gankit.config import load_config
-from gankit.engine.state import generator_payload
 from gankit.errors import CheckpointError, ConfigError, GankitError, MelInputError
 from gankit.infer import Vocoder, load_vocoder
 from gankit.infer.files import collect_inputs, plan_jobs
 from gankit.infer.mel_input import range_warning, read_mel
 from gankit.models.hifigan import HifiGanGenerator, HifiGanGeneratorConfig
+from gankit.tasks.vocoder import vocoder_inference_file
 from tests.support.corpus import voiced_clip
 from tests.support.original_hifigan import (
     LegacyGenerator,
@@ -92,8 +92,8 @@ def gankit_generator(model: dict, seed: int) -> HifiGanGenerator:
 
 
 def payload(generator: HifiGanGenerator, step: int) -> dict:
-    task = SimpleNamespace(name="hifigan", generator_config=generator.cfg.to_dict, frontend=FRONTEND)
-    return generator_payload(task, generator, step)
+    return vocoder_inference_file("hifigan", generator.cfg.to_dict(), FRONTEND.to_config(), generator.state_dict(),
+                                  step)
 
 
 def reference(generator: nn.Module, mel: np.ndarray) -> torch.Tensor:

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,9 +16,9 @@ import torch
 from gankit.audio.mel import build_frontend
 from gankit.cli import main
 from gankit.compat.hifigan_original import read_original_generator
-from gankit.engine.state import generator_payload
 from gankit.infer import Vocoder, load_vocoder
 from gankit.models.hifigan import HifiGanGenerator, HifiGanGeneratorConfig
+from gankit.tasks.vocoder import vocoder_inference_file
 from tests.support.corpus import voiced_clip
 from tests.support.original_hifigan import original_inference_e2e
 
@@ -54,8 +53,8 @@ def save_generator(path: Path, frontend: dict, seed: int = 0, step: int = 5) -> 
     generator = HifiGanGenerator(HifiGanGeneratorConfig.from_dict(TINY))
     with torch.no_grad():  # louder than the default init, so int16 output is more than a few steps of noise
         generator.conv_post.parametrizations.weight.original0.mul_(50)
-    task = SimpleNamespace(name="hifigan", generator_config=generator.cfg.to_dict, frontend=build_frontend(frontend))
-    torch.save(generator_payload(task, generator, step), path)
+    torch.save(vocoder_inference_file("hifigan", generator.cfg.to_dict(), build_frontend(frontend).to_config(),
+                              generator.state_dict(), step), path)
     return generator
 
 
@@ -86,6 +85,18 @@ def test_vocode_writes_16bit_wavs_and_imports_little(generator_file, tmp_path):
     assert "torch" in imported  # the check itself works
     heavy = sorted(m for m in imported if m.startswith(HEAVY))
     assert not heavy, f"gankit vocode imported {heavy[:8]}"
+
+
+def test_another_systems_file_is_refused_by_name(generator_file, tmp_path):
+    other = torch.load(generator_file, weights_only=True)
+    other["task"] = "dcgan"
+    torch.save(other, tmp_path / "generator_00000001.pt")
+    mels = tmp_path / "mels"
+    mels.mkdir()
+    np.save(mels / "a.npy", ln_mel(8, 0))
+    done = gankit("vocode", "--checkpoint", tmp_path / "generator_00000001.pt", mels, "--out-dir", tmp_path / "out")
+    assert done.returncode == 2 and "holds a 'dcgan' model, not a vocoder" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and not (tmp_path / "out" / "a.wav").exists()
 
 
 def test_bad_mel_exits_2_with_one_line_error(generator_file, tmp_path):

@@ -161,11 +161,24 @@ def _field(obj: dict[str, Any], key: str, kind: type, path: Path) -> Any:
     return value
 
 
+# Inference files by the task that exported them (the "task" field): these are vocoders. Another system's file
+# is refused by name, without importing any of its code.
+VOCODER_TASKS = ("hifigan", "melgan")
+
+
+def _vocoder_task(obj: dict[str, Any], path: Path) -> str:
+    task = _field(obj, "task", str, path)
+    if task not in VOCODER_TASKS:
+        raise CheckpointError(f"{path}: holds a '{task}' model, not a vocoder ({', '.join(VOCODER_TASKS)}); "
+                              "vocode and resynth take vocoder checkpoints.")
+    return task
+
+
 def _gankit_generator(obj: dict[str, Any], path: Path) -> LoadedCheckpoint:
     return LoadedCheckpoint(
         path=path,
         kind=GANKIT_GENERATOR,
-        family=_field(obj, "task", str, path),
+        family=_vocoder_task(obj, path),
         generator_config=dict(_field(obj, "generator", dict, path)),
         frontend_config=dict(_field(obj, "frontend", dict, path)),
         state_dict=dict(_field(obj, "state_dict", dict, path)),
@@ -177,12 +190,15 @@ def _gankit_state(obj: dict[str, Any], path: Path) -> LoadedCheckpoint:
     from gankit.tasks import build_task  # the same recipe that wrote the run's generator files
 
     config = _field(obj, "config", dict, path)
+    _vocoder_task(config, path)
     try:
         task = build_task(config)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: its saved config no longer builds a model: {exc}") from None
     networks = _field(obj, "networks", dict, path)
     ema = obj.get("ema")
+    if isinstance(ema, dict) and isinstance(ema.get("generator"), dict):
+        ema = ema["generator"]  # {network: EMA state}; a state written before that holds the generator's directly
     # The run's generator files hold the EMA weights when it kept an EMA; a state file vocodes the same way.
     weights = ema if isinstance(ema, dict) else networks.get("generator")
     if not isinstance(weights, dict):

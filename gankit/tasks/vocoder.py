@@ -110,6 +110,23 @@ def check_shapes(
         raise ConfigError(f"data.segment_size {segment_size} is not a multiple of the hop {hop}; use {fixed}.")
 
 
+def vocoder_inference_file(
+    task: str, generator_config: Mapping[str, Any], frontend: Mapping[str, Any], state_dict: Mapping[str, Tensor],
+    step: int,
+) -> dict[str, Any]:
+    """A vocoder's inference file: enough to vocode without the training config (docs/CONTRACTS.md)."""
+    return {
+        "format": "gankit",
+        "kind": "generator",
+        "version": 1,
+        "task": task,
+        "generator": dict(generator_config),
+        "frontend": dict(frontend),
+        "state_dict": dict(state_dict),
+        "step": step,
+    }
+
+
 class VocoderGanTask:
     """How a batch of waveforms becomes discriminator and generator losses for a mel vocoder.
 
@@ -161,17 +178,8 @@ class VocoderGanTask:
         return dict(self._generator_config)
 
     def export(self, nets: Mapping[str, nn.Module], step: int) -> dict[str, Any]:
-        """The generator file: enough to vocode without the training config (docs/CONTRACTS.md)."""
-        return {
-            "format": "gankit",
-            "kind": "generator",
-            "version": 1,
-            "task": self.name,
-            "generator": self.generator_config(),
-            "frontend": self.frontend.to_config(),
-            "state_dict": nets["generator"].state_dict(),
-            "step": step,
-        }
+        return vocoder_inference_file(self.name, self.generator_config(), self.frontend.to_config(),
+                              nets["generator"].state_dict(), step)
 
     def optimizer_groups(self) -> list[OptimizerGroup]:
         return [OptimizerGroup("g", self.generator_keys), OptimizerGroup("d", self.discriminator_keys)]
