@@ -164,3 +164,33 @@ def test_renamed_config_keys_are_read_under_their_old_names() -> None:
                                     "g_boost_threshold": None, "g_boost_repeats": 2}
     with pytest.raises(ConfigError, match=r"optim\.generator\.name.*optim\.<group>\.type"):
         upgrade_legacy_keys({"optim": {"generator": {"name": "sgd"}}}, complete=False)
+
+
+@pytest.mark.parametrize(("role", "random_labels", "named"), [
+    ("confusion", False, "confusion_classifier_wins"),  # separable labels: it wins, the latent leaks them
+    ("confusion", True, None),  # labels it cannot learn: at chance, the goal of a confusion classifier
+    ("auxiliary", True, "auxiliary_classifier_at_chance"),  # an auxiliary classifier learning nothing
+    ("auxiliary", False, None),  # one that learns
+])
+def test_classifier_readouts_are_named_by_role(tmp_path: Path, role: str, random_labels: bool,
+                                               named: str | None) -> None:
+    config = toy_config(steps=60)
+    config["toy"].update(classifier_role=role, random_labels=random_labels, points=64)
+    config["optim"]["c"] = {"type": "Adam", "lr": 0.05}
+    window = {"grace": 10, "window": 20}
+    config["health"] = {"confusion_classifier_wins": window, "auxiliary_classifier_at_chance": window,
+                        "loss_spike": False, "divergence": False}
+    assert train(config, ThreeGroupTask, tmp_path / "run", progress=False) == 0
+    events = [e for e in read_jsonl(tmp_path / "run" / "events.jsonl") if e["severity"] != "info"]
+    kinds = {e["kind"] for e in events}
+    accuracy = [r["loss/c/accuracy"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")]
+    late = sorted(accuracy[-20:])[10]
+    if named is None:
+        assert not kinds & {"confusion_classifier_wins", "auxiliary_classifier_at_chance"}, (events, late)
+    else:
+        assert named in kinds, (late, events)
+        first = min(e["step"] for e in events if e["kind"] == named)
+        assert first <= 10 + 20 + 15, first  # within grace + window + 15 steps of learning, in a 60-step run
+        event = next(e for e in events if e["kind"] == named)
+        assert event["values"]["network"] == "classifier" and event["values"]["chance"] == 0.5
+    assert (late >= 0.95) == (not random_labels), late  # the independent fact each verdict rests on

@@ -12,6 +12,7 @@ from gankit.engine.distributed import DistContext
 from gankit.engine.health.adversarial import DiscriminatorCollapseCheck, DiscriminatorOverpoweringCheck
 from gankit.engine.health.audio import DcOffsetCheck, audio_stats
 from gankit.engine.health.base import Check, Finding
+from gankit.engine.health.classifiers import ClassifierCheck
 from gankit.engine.health.events import ACTION_RANK, ACTIONS_BY_RANK, Event, EventSink, RateLimiter
 from gankit.engine.health.layers import DeadLayersCheck, LayerGradNorms
 from gankit.engine.health.losses import LossSpikeCheck, NonfiniteGate
@@ -106,6 +107,8 @@ class HealthSession:
             checks.append(DcOffsetCheck(s.dc_offset))
         if s.dead_layers.enabled:
             checks.append(DeadLayersCheck(s.dead_layers))
+        if s.confusion_classifier_wins.enabled or s.auxiliary_classifier_at_chance.enabled:
+            checks.append(ClassifierCheck(s.confusion_classifier_wins, s.auxiliary_classifier_at_chance))
         if s.loss_spike.enabled or s.divergence.enabled:
             checks.append(LossSpikeCheck(s.loss_spike, s.divergence))
         return checks
@@ -166,6 +169,8 @@ class HealthSession:
             for prefix, stats in (("fake_audio", fake), ("real_audio", real)):
                 local.update({f"{prefix}/mean": stats.mean, f"{prefix}/std": stats.std,
                               f"{prefix}/flatness": stats.flatness})
+        for network, c in sorted(outcome.classifiers.items()):
+            local[f"classifier/{network}"] = float(c.accuracy)
         if local:
             local = self.dist.mean(local)
         n = len(readout.losses) if readout is not None else 0
@@ -182,6 +187,9 @@ class HealthSession:
             record.d_real_scores = [local[f"real/{i:03d}"] for i in range(n)]
             record.d_fake_scores = [local[f"fake/{i:03d}"] for i in range(n)]
             record.d_losses = [local[f"loss/{i:03d}"] for i in range(n)]
+        owner = {k: g for g, nets in self.groups.items() for k in nets}
+        record.classifiers = {network: (local[f"classifier/{network}"], float(c.chance), c.role, owner.get(network, ""))
+                              for network, c in sorted(outcome.classifiers.items())}
         if "fake_audio/mean" in local:
             record.fake_audio = AudioStats(local["fake_audio/mean"], local["fake_audio/std"],
                                            local["fake_audio/flatness"])

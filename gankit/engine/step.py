@@ -14,7 +14,7 @@ from torch import nn
 from gankit.engine.distributed import DistContext
 from gankit.engine.optim import OptimizerSet
 from gankit.engine.precision import Precision
-from gankit.tasks.base import DiscriminatorReadout, GanTask, OutputPair, StepContext, Update
+from gankit.tasks.base import ClassifierReadout, DiscriminatorReadout, GanTask, OutputPair, StepContext, Update
 
 # (step, losses, grad norms) → True when the update must be skipped (the health monitor decides).
 SkipCheck = Callable[[int, dict[str, float], dict[str, float]], bool]
@@ -29,6 +29,7 @@ class StepOutcome:
     skipped: set[str] = field(default_factory=set)  # groups whose update was skipped, or "<group>_held" (apply=False)
     readout: DiscriminatorReadout | None = None
     outputs: OutputPair | None = None
+    classifiers: dict[str, ClassifierReadout] = field(default_factory=dict)  # network → its last readout
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ class StepRunner:
                     _accumulate(logs[update.group], terms.logs, 1.0 / len(batches))
                     if terms.readout is not None:
                         out.readout = terms.readout
+                    for readout in terms.classifiers:
+                        out.classifiers[readout.network] = readout
                     if terms.outputs is not None:
                         out.outputs = OutputPair(terms.outputs.fake.detach(), terms.outputs.real.detach())
                     if single:

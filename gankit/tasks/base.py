@@ -54,6 +54,19 @@ class DiscriminatorReadout:
 
 
 @dataclass
+class ClassifierReadout:
+    """A classifier's accuracy this update, for the health monitor. Role "confusion": trained against an
+    encoder, chance is the goal (named when it keeps winning: the latent leaks what it should hide); role
+    "auxiliary": it should learn (named when it stays at chance: it learns nothing)."""
+
+    network: str
+    accuracy: float
+    loss: float
+    chance: float  # 1 / number of classes
+    role: Literal["confusion", "auxiliary"]
+
+
+@dataclass
 class OutputPair:
     """A batch of generated output and the real data it imitates, detached (the health monitor's output
     statistics: DC offset, level, spectral flatness)."""
@@ -65,12 +78,13 @@ class OutputPair:
 @dataclass
 class LossTerms:
     """A loss to back-propagate, the detached scalars to log (names like "g/mel", "d/mpd_0"), and what the
-    health monitor may read of this update: a discriminator readout and the generated/real output."""
+    health monitor may read of this update: a discriminator readout, the generated/real output, classifiers."""
 
     total: Tensor
     logs: dict[str, float] = field(default_factory=dict)
     readout: DiscriminatorReadout | None = None
     outputs: OutputPair | None = None
+    classifiers: list[ClassifierReadout] = field(default_factory=list)
 
 
 MediaRole = Literal["generated", "reference", "source"]

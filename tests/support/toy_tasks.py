@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.data.sampler import SampleKey, rng_for
-from gankit.tasks.base import LossTerms, OptimizerGroup, StepContext, Update, ValidationResult
+from gankit.tasks.base import ClassifierReadout, LossTerms, OptimizerGroup, StepContext, Update, ValidationResult
 
 LATENT = 4
 
@@ -23,8 +23,8 @@ LATENT = 4
 class Points(torch.utils.data.Dataset):
     """`size` labelled points; item i is fixed by (seed, i), so every epoch and rank sees the same data."""
 
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed = size, seed
+    def __init__(self, size: int, seed: int, random_labels: bool = False) -> None:
+        self.size, self.seed, self.random_labels = size, seed, random_labels
 
     def __len__(self) -> int:
         return self.size
@@ -32,9 +32,9 @@ class Points(torch.utils.data.Dataset):
     def __getitem__(self, key: SampleKey | int) -> dict[str, Any]:
         index = key.index if isinstance(key, SampleKey) else int(key)
         rng = rng_for(self.seed, 7, index)
-        label = index % 2
-        centre = (2.0, 0.0) if label else (-2.0, 0.0)
+        centre = (2.0, 0.0) if index % 2 else (-2.0, 0.0)
         point = torch.tensor(rng.normal(centre, 0.3), dtype=torch.float32)
+        label = int(rng.integers(2)) if self.random_labels else index % 2  # random: nothing to learn
         return {"x": point, "label": torch.tensor(label), "id": f"p{index}"}
 
 
@@ -53,6 +53,8 @@ class ThreeGroupTask:
         self.id_steps = int(toy.get("id_steps", 3))  # the identity term is on for steps < id_steps
         self.gp_weight = float(toy.get("gp_weight", 10.0))
         self.size = int(toy.get("points", 16))
+        self.classifier_role = str(toy.get("classifier_role", "auxiliary"))
+        self.random_labels = bool(toy.get("random_labels", False))
         # What each training loss call saw, for tests: (group, step, micro-batch size); the health probe's apart.
         self.calls: list[tuple[str, int, int]] = []
         self.probe_calls: list[tuple[str, int, int]] = []
@@ -75,8 +77,12 @@ class ThreeGroupTask:
         (self.probe_calls if ctx.probe else self.calls).append((group, ctx.step, int(batch["x"].shape[0])))
         real, fake = batch["x"], ctx.cache["fake"]
         if group == "c":
-            ce = F.cross_entropy(nets["classifier"](real).float(), batch["label"])
-            return LossTerms(ce, {"c/ce": float(ce.detach())})
+            logits = nets["classifier"](real).float()
+            ce = F.cross_entropy(logits, batch["label"])
+            accuracy = float((logits.argmax(1) == batch["label"]).float().mean())
+            readout = ClassifierReadout("classifier", accuracy, float(ce.detach()), 0.5,
+                                        self.classifier_role)  # type: ignore[arg-type]
+            return LossTerms(ce, {"c/ce": float(ce.detach()), "c/accuracy": accuracy}, classifiers=[readout])
         if group == "d":
             wasserstein = nets["critic"](fake.detach()).float().mean() - nets["critic"](real).float().mean()
             gp = self.gradient_penalty(nets["critic"], real, fake.detach())
@@ -101,7 +107,7 @@ class ThreeGroupTask:
         return ((grad.float().norm(dim=1) - 1) ** 2).mean()
 
     def build_datasets(self, seed: int, log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, Any]]]:
-        return Points(self.size, seed), []
+        return Points(self.size, seed, self.random_labels), []
 
     def validate(self, nets: Mapping[str, nn.Module], batches: Sequence[Mapping[str, Any]],
                  is_new_best: Callable[[Mapping[str, float]], bool]) -> ValidationResult:

@@ -64,6 +64,26 @@ class DcOffsetSettings(CheckSettings):
 
 
 @dataclass
+class ConfusionSettings(CheckSettings):
+    """A confusion classifier (trained against an encoder) that keeps winning: the latent leaks its labels."""
+
+    grace: int = 500
+    window: int = 100
+    repeat_every: int = 1000
+    accuracy: float = 0.95  # median accuracy over the window at or above this
+
+
+@dataclass
+class AuxiliarySettings(CheckSettings):
+    """An auxiliary classifier (e.g. speakers of real data) that stays at chance: it learns nothing."""
+
+    grace: int = 500
+    window: int = 100
+    repeat_every: int = 1000
+    margin: float = 0.05  # median accuracy over the window at or below chance + this
+
+
+@dataclass
 class DeadLayersSettings(CheckSettings):
     grace: int = 0
     window: int = 50  # consecutive optimised steps with ~0 gradient
@@ -112,6 +132,8 @@ CHECK_SECTIONS: dict[str, type] = {
     "discriminator_overpowering": OverpoweringSettings,
     "dc_offset": DcOffsetSettings,
     "dead_layers": DeadLayersSettings,
+    "confusion_classifier_wins": ConfusionSettings,
+    "auxiliary_classifier_at_chance": AuxiliarySettings,
     "unused_parameters": UnusedSettings,
     "loss_spike": LossSpikeSettings,
     "divergence": DivergenceSettings,
@@ -141,6 +163,8 @@ class HealthSettings(_SessionKnobs):
     discriminator_overpowering: OverpoweringSettings = field(default_factory=OverpoweringSettings)
     dc_offset: DcOffsetSettings = field(default_factory=DcOffsetSettings)
     dead_layers: DeadLayersSettings = field(default_factory=DeadLayersSettings)
+    confusion_classifier_wins: ConfusionSettings = field(default_factory=ConfusionSettings)
+    auxiliary_classifier_at_chance: AuxiliarySettings = field(default_factory=AuxiliarySettings)
     unused_parameters: UnusedSettings = field(default_factory=UnusedSettings)
     loss_spike: LossSpikeSettings = field(default_factory=LossSpikeSettings)
     divergence: DivergenceSettings = field(default_factory=DivergenceSettings)
