@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from gankit.engine.step import windows_of
 from gankit.errors import ConfigError
 from gankit.tasks.base import Update
 from gankit.tasks.schedule import AdversarialSchedule
-from tests.support.toy_tasks import ThreeGroupTask, toy_config
+from tests.support.toy_tasks import ThreeGroupTask, TwoDecoderTask, toy_config, two_decoder_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -194,3 +195,99 @@ def test_classifier_readouts_are_named_by_role(tmp_path: Path, role: str, random
         event = next(e for e in events if e["kind"] == named)
         assert event["values"]["network"] == "classifier" and event["values"]["chance"] == 0.5
     assert (late >= 0.95) == (not random_labels), late  # the independent fact each verdict rests on
+
+
+def run_two_decoders(run: Path, steps: int, **toy: object) -> TwoDecoderTask:
+    config = two_decoder_config(steps=steps)
+    config["toy"].update(toy)
+    tasks: list[TwoDecoderTask] = []
+
+    def build(c: object) -> TwoDecoderTask:
+        tasks.append(TwoDecoderTask(c))  # type: ignore[arg-type]
+        return tasks[-1]
+
+    assert train(config, build, run, progress=False) == 0
+    return tasks[-1]
+
+
+def test_a_schedule_that_skips_a_decoder_is_named_and_a_correct_one_is_not(tmp_path: Path) -> None:
+    run_two_decoders(tmp_path / "good", 2)
+    good = [e for e in read_jsonl(tmp_path / "good" / "events.jsonl") if e["kind"] == "unused_parameters"]
+    assert good == []
+    run_two_decoders(tmp_path / "broken", 2, route_all_to="a")
+    [event] = [e for e in read_jsonl(tmp_path / "broken" / "events.jsonl") if e["kind"] == "unused_parameters"]
+    assert set(event["values"]["layers"]) == {"decoder_b.0", "decoder_b.2"}, event
+    assert "decoder_b" in event["message"] and "decoder_a" not in event["message"]
+    # Both decoders trained in the good run, B never in the broken one (the weights the runs started from: the
+    # engine seeds, then builds the networks).
+    from gankit.engine.rng import seed_everything
+
+    seed_everything(5)
+    start = TwoDecoderTask({}).build_networks()
+
+    def changed(run: str, net: str) -> bool:
+        end = torch.load(tmp_path / run / "checkpoints" / "state_00000002.pt", weights_only=True)["networks"][net]
+        return any(not torch.equal(end[k], v) for k, v in start[net].state_dict().items())
+
+    assert changed("good", "decoder_a") and changed("good", "decoder_b")
+    assert changed("broken", "decoder_a") and not changed("broken", "decoder_b")
+
+
+class SkippingTwoDecoderTask(TwoDecoderTask):
+    """Decodes only the domains a batch holds (fine in one process): a probe on one domain's items would see
+    the other decoder unused."""
+
+    def _decode(self, nets: Any, latent: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(latent.shape[0], 2)
+        for d, key in enumerate(("decoder_a", "decoder_b")):
+            rows = (domain == d).nonzero().squeeze(1)
+            if rows.numel():
+                out = out.index_put((rows,), nets[key](latent[rows]))
+        return out
+
+
+def test_the_probe_covers_every_domain_through_the_tasks_probe_batch() -> None:
+    from gankit.engine.health.probe import find_unused_parameters
+
+    task = SkippingTwoDecoderTask({})
+    task.build_datasets(0)
+    torch.manual_seed(0)
+    nets = task.build_networks()
+    only_a = {"x": torch.randn(2, 2), "domain": torch.tensor([0, 0]), "id": ["x", "y"]}
+    # One domain's items alone would call decoder B unused — the false alarm a per-batch probe raises ...
+    assert set(find_unused_parameters(task, nets, only_a, items=2).layers) == {"decoder_b.0", "decoder_b.2"}
+    # ... the task's probe batch holds every domain: nothing unused.
+    assert not find_unused_parameters(task, nets, task.probe_batch(only_a), items=0)
+
+
+def test_the_two_decoder_task_resumes_bit_identically(tmp_path: Path) -> None:
+    run_two_decoders(tmp_path / "whole", 6)
+    run_two_decoders(tmp_path / "split", 3)
+    second = run_two_decoders(tmp_path / "split", 6)
+    assert second.dataset is not None
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "state_00000006.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "checkpoints" / "state_00000006.pt", weights_only=True)
+    for net, state in a["networks"].items():
+        for key, value in state.items():
+            assert torch.equal(value, b["networks"][net][key]), (net, key)
+
+
+def test_the_health_session_probes_the_tasks_probe_batch(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from gankit.engine.distributed import DistContext
+    from gankit.engine.health_session import HealthSession
+
+    only_a = {"x": torch.randn(4, 2), "domain": torch.tensor([0, 0, 0, 0]), "id": list("abcd")}
+    found = {}
+    for label, task in (("with", SkippingTwoDecoderTask({})), ("without", SkippingTwoDecoderTask({}))):
+        if label == "without":
+            task.probe_batch = None  # type: ignore[assignment,method-assign]  # a task that builds no probe batch
+        task.build_datasets(0)
+        run = SimpleNamespace(root=tmp_path / label, writer=True, tensorboard=None)
+        (tmp_path / label).mkdir()
+        lines: list[str] = []
+        session = HealthSession({}, task, task.build_networks(), run, DistContext(), console=lines.append)
+        session.check_unused_before_training(only_a)
+        found[label] = [e["kind"] for e in read_jsonl(tmp_path / label / "events.jsonl")]
+    assert found == {"with": [], "without": ["unused_parameters"]}

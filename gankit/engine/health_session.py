@@ -236,13 +236,19 @@ class HealthSession:
     # --- before training ---------------------------------------------------------------------------
     def check_unused_before_training(self, batch: Mapping[str, Any], step: int = 0) -> str:
         """One probe step on deep copies (before DDP wrapping): names trainable parameters that get no gradient.
+        The batch is the task's `probe_batch(batch)` where it builds one (covering every domain or speaker, so
+        a decoder the example batch happens to skip is not called unused), else the first probe_items items.
 
         Returns "continue" or "stop" (health.unused_parameters.action: stop), agreed over ranks.
         """
         s = self.settings.unused_parameters
         if not (self.settings.enabled and s.enabled):
             return "continue"
-        report = find_unused_parameters(self.task, self.nets, batch, step=step, items=s.probe_items)
+        build_probe = getattr(self.task, "probe_batch", None)  # optional: a task may build none (or set None)
+        if build_probe is not None:
+            report = find_unused_parameters(self.task, self.nets, build_probe(batch), step=step, items=0)
+        else:
+            report = find_unused_parameters(self.task, self.nets, batch, step=step, items=s.probe_items)
         action = "continue"
         if report:
             listing = "; ".join(

@@ -30,12 +30,19 @@ class Points(torch.utils.data.Dataset):
         return self.size
 
     def __getitem__(self, key: SampleKey | int) -> dict[str, Any]:
-        index = key.index if isinstance(key, SampleKey) else int(key)
+        if not isinstance(key, SampleKey):
+            key = SampleKey(0, int(key), int(key))
+        index = key.index
         rng = rng_for(self.seed, 7, index)
+        # The step's randomness (latent noise, the gradient penalty's mixing weight) belongs to the sample's place
+        # in the epoch: any split of a global batch over ranks draws the same numbers as one process.
+        noise = rng_for(self.seed, 13, key.epoch, key.position)
+        extra = {"z": torch.tensor(noise.normal(size=LATENT), dtype=torch.float32),
+                 "alpha": torch.tensor([noise.uniform()], dtype=torch.float32)}
         centre = (2.0, 0.0) if index % 2 else (-2.0, 0.0)
         point = torch.tensor(rng.normal(centre, 0.3), dtype=torch.float32)
         label = int(rng.integers(2)) if self.random_labels else index % 2  # random: nothing to learn
-        return {"x": point, "label": torch.tensor(label), "id": f"p{index}"}
+        return {"x": point, "label": torch.tensor(label), "id": f"p{index}", **extra}
 
 
 def mlp(inputs: int, outputs: int, hidden: int = 16) -> nn.Module:
@@ -70,8 +77,7 @@ class ThreeGroupTask:
         return [Update("c"), Update("d"), Update("g")]
 
     def prepare(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> None:
-        z = torch.randn(batch["x"].shape[0], LATENT, device=batch["x"].device)
-        ctx.cache["fake"] = nets["generator"](z)
+        ctx.cache["fake"] = nets["generator"](batch["z"])
 
     def loss(self, group: str, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> LossTerms:
         (self.probe_calls if ctx.probe else self.calls).append((group, ctx.step, int(batch["x"].shape[0])))
@@ -85,7 +91,7 @@ class ThreeGroupTask:
             return LossTerms(ce, {"c/ce": float(ce.detach()), "c/accuracy": accuracy}, classifiers=[readout])
         if group == "d":
             wasserstein = nets["critic"](fake.detach()).float().mean() - nets["critic"](real).float().mean()
-            gp = self.gradient_penalty(nets["critic"], real, fake.detach())
+            gp = self.gradient_penalty(nets["critic"], real, fake.detach(), batch["alpha"])
             total = wasserstein + self.gp_weight * gp
             return LossTerms(total, {"d/w": float(wasserstein.detach()), "d/gp": float(gp.detach()),
                                      "d/total": float(total.detach())})
@@ -99,8 +105,9 @@ class ThreeGroupTask:
         return LossTerms(total, logs)
 
     @staticmethod
-    def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        alpha = torch.rand(real.shape[0], 1, device=real.device)
+    def gradient_penalty(
+        critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, alpha: torch.Tensor
+    ) -> torch.Tensor:
         mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
         score = critic(mixed).float().sum()
         (grad,) = torch.autograd.grad(score, mixed, create_graph=True)  # double backward through the critic
@@ -134,4 +141,117 @@ def toy_config(*, steps: int, **train: Any) -> dict[str, Any]:
         "train": {"max_steps": steps, "log_every": 1, "val_every": 1000, "ckpt_every": 1000, "num_threads": 1,
                   **train},
         "health": {"layer_grads": True},
+    }
+
+
+class DomainPoints(torch.utils.data.Dataset):
+    """Points of two domains (item i is domain i % 2: a ring of radius 1 or 3), one domain per item."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed = size, seed
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: SampleKey | int) -> dict[str, Any]:
+        index = key.index if isinstance(key, SampleKey) else int(key)
+        rng = rng_for(self.seed, 11, index)
+        domain = index % 2
+        angle = rng.uniform(0, 2 * torch.pi)
+        radius = 1.0 + 2.0 * domain
+        point = torch.tensor([radius * float(torch.tensor(angle).cos()), radius * float(torch.tensor(angle).sin())])
+        return {"x": point.float(), "domain": torch.tensor(domain), "id": f"d{domain}_{index}"}
+
+
+class TwoDecoderTask:
+    """An encoder, one decoder per domain and a domain-confusion classifier on the latent (the Universal Music
+    Translation recipe in miniature): groups "ae" (encoder + decoders, reconstruction − λ·confusion CE) and
+    "confusion" (the classifier on detached latents). Items hold one domain each, so a batch may lack a domain:
+    each decoder is called on every rank every step (on no items where its domain is missing), DDP is told to
+    look for unused parameters, and the unused-parameter probe runs on `probe_batch`, one item per domain.
+    `toy.route_all_to: a` is the broken recipe: every item decoded by decoder A, so B never trains."""
+
+    name = "toy_two_decoders"
+    best_metric = ("val/recon", "min")
+    progress_keys: Mapping[str, str] = {"ae/recon": "recon", "confusion/ce": "conf"}
+    ema_networks = ("encoder",)
+    find_unused_parameters = True
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        toy = dict(config.get("toy") or {})
+        self.route_all_to = toy.get("route_all_to")  # None (correct) or "a" (the broken recipe)
+        self.confusion_weight = float(toy.get("confusion_weight", 0.01))
+        self.size = int(toy.get("points", 16))
+        self.dataset: DomainPoints | None = None
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        return {"encoder": mlp(2, LATENT), "decoder_a": mlp(LATENT, 2), "decoder_b": mlp(LATENT, 2),
+                "confusion": mlp(LATENT, 2)}
+
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        return [OptimizerGroup("confusion", ("confusion",)),
+                OptimizerGroup("ae", ("encoder", "decoder_a", "decoder_b"))]
+
+    def schedule(self, step: int, last_losses: Mapping[str, float]) -> list[Update]:
+        return [Update("confusion"), Update("ae")]
+
+    def prepare(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> None:
+        ctx.cache["latent"] = nets["encoder"](batch["x"])
+
+    def _decode(self, nets: Mapping[str, nn.Module], latent: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
+        if self.route_all_to == "a":
+            return nets["decoder_a"](latent)
+        out = torch.zeros(latent.shape[0], 2, device=latent.device, dtype=latent.dtype)
+        for d, key in enumerate(("decoder_a", "decoder_b")):
+            # Every decoder is called, on an empty batch where this rank's batch lacks its domain: under DDP a
+            # network's gradient all-reduce starts from its own forward, so every rank must make it.
+            rows = (domain == d).nonzero().squeeze(1)
+            out = out.index_put((rows,), nets[key](latent[rows]).to(out.dtype))
+        return out
+
+    def loss(self, group: str, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> LossTerms:
+        latent, domain = ctx.cache["latent"], batch["domain"]
+        if group == "confusion":
+            logits = nets["confusion"](latent.detach()).float()
+            ce = F.cross_entropy(logits, domain)
+            accuracy = float((logits.argmax(1) == domain).float().mean())
+            readout = ClassifierReadout("confusion", accuracy, float(ce.detach()), 0.5, "confusion")
+            return LossTerms(ce, {"confusion/ce": float(ce.detach())}, classifiers=[readout])
+        recon = F.mse_loss(self._decode(nets, latent, domain).float(), batch["x"])
+        fooled = F.cross_entropy(nets["confusion"](latent).float(), domain)
+        total = recon - self.confusion_weight * fooled
+        return LossTerms(total, {"ae/recon": float(recon.detach()), "ae/total": float(total.detach())})
+
+    def build_datasets(self, seed: int, log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, Any]]]:
+        self.dataset = DomainPoints(self.size, seed)
+        return self.dataset, []
+
+    def probe_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """One item of each domain (items 0 and 1), whatever the example batch holds."""
+        assert self.dataset is not None
+        items = [self.dataset[i] for i in (0, 1)]
+        return {"x": torch.stack([i["x"] for i in items]).to(batch["x"].device),
+                "domain": torch.stack([i["domain"] for i in items]).to(batch["x"].device),
+                "id": [i["id"] for i in items]}
+
+    def validate(self, nets: Mapping[str, nn.Module], batches: Sequence[Mapping[str, Any]],
+                 is_new_best: Callable[[Mapping[str, float]], bool]) -> ValidationResult:
+        raise AssertionError("this task has no validation batches")
+
+    def export(self, nets: Mapping[str, nn.Module], step: int) -> dict[str, Any]:
+        return {"format": "gankit", "kind": "generator", "version": 1, "task": self.name, "step": step,
+                "networks": {k: nets[k].state_dict() for k in ("encoder", "decoder_a", "decoder_b")}}
+
+
+def two_decoder_config(*, steps: int, **train: Any) -> dict[str, Any]:
+    return {
+        "task": TwoDecoderTask.name,
+        "seed": 5,
+        "device": "cpu",
+        "toy": {"points": 16},
+        "optim": {"ae": {"type": "Adam", "lr": 1e-3}, "confusion": {"type": "Adam", "lr": 1e-3}},
+        "data": {"batch_size": 4, "num_workers": 0},
+        "train": {"max_steps": steps, "log_every": 1, "val_every": 1000, "ckpt_every": 1000, "num_threads": 1,
+                  **train},
+        "health": {},
     }
