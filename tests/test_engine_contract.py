@@ -5,6 +5,7 @@ name from config, the adversarial schedule, and config keys renamed by the contr
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,14 @@ from gankit.engine.step import windows_of
 from gankit.errors import ConfigError
 from gankit.tasks.base import Update
 from gankit.tasks.schedule import AdversarialSchedule
-from tests.support.toy_tasks import ThreeGroupTask, TwoDecoderTask, toy_config, two_decoder_config
+from tests.support.toy_tasks import (
+    ImageGanTask,
+    ThreeGroupTask,
+    TwoDecoderTask,
+    image_gan_config,
+    toy_config,
+    two_decoder_config,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -291,3 +299,77 @@ def test_the_health_session_probes_the_tasks_probe_batch(tmp_path: Path) -> None
         session.check_unused_before_training(only_a)
         found[label] = [e["kind"] for e in read_jsonl(tmp_path / label / "events.jsonl")]
     assert found == {"with": [], "without": ["unused_parameters"]}
+
+
+def test_an_image_gan_writes_typed_media_and_a_report_a_browser_opens(tmp_path: Path) -> None:
+    from gankit.report.build import build_report
+    from tests.support.report_page import open_in_chromium, parse
+
+    run = tmp_path / "run"
+    assert train(image_gan_config(steps=4), ImageGanTask, run, progress=False) == 0
+    index = json.loads((run / "samples" / "step_00000004" / "index.json").read_text())
+    assert index["items"] == [{"group": "fixed noise", "label": "samples", "role": "generated", "type": "image",
+                               "file": "fixed_noise__samples.png", "height": 16, "width": 128}]
+    assert [e["file"] for e in json.loads((run / "samples" / "reference" / "index.json").read_text())["items"]] == [
+        "fixed_noise__data.png"]
+    rows = list(read_jsonl(run / "validation.jsonl"))
+    assert [r["step"] for r in rows] == [2, 4] and all(r["val/mean_gap"] > 0 for r in rows)
+    manifest = json.loads((run / "checkpoints" / "manifest.json").read_text())
+    assert manifest["best_metric"] == "val/mean_gap"
+    assert [e for e in read_jsonl(run / "events.jsonl") if e["severity"] != "info"] == []
+    page_file = build_report(run)
+    page = parse(page_file)
+    images = page.attrs("img", "src")
+    assert {"images/reference/fixed_noise__data.png", "images/step_00000002/fixed_noise__samples.png",
+            "images/step_00000004/fixed_noise__samples.png"} <= set(images)
+    assert page.attrs("audio", "src") == []
+    if Path("/usr/bin/chromium").exists():
+        browser = open_in_chromium(page_file, tmp_path / "toy_report.png")
+        assert [src for src, complete, width in browser.images if not complete or width == 0] == []
+        assert browser.errors == [] and browser.players == []
+
+
+def test_mode_collapse_is_named_against_the_runs_own_peak(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from gankit.engine.distributed import DistContext
+    from gankit.engine.health_session import HealthSession
+    from gankit.engine.step import StepOutcome
+    from gankit.tasks.base import OutputPair
+
+    def session(label: str) -> HealthSession:
+        (tmp_path / label).mkdir()
+        run = SimpleNamespace(root=tmp_path / label, writer=True, tensorboard=None)
+        task = ImageGanTask({})
+        return HealthSession({"mode_collapse": {"grace": 5, "window": 10}, "loss_spike": False, "divergence": False},
+                             task, task.build_networks(), run, DistContext(), console=lambda _: None)
+
+    gen = torch.Generator().manual_seed(0)
+    real = torch.rand(8, 1, 16, 16, generator=gen)
+    for label, collapse_at in (("collapsing", 40), ("steady", None)):
+        s = session(label)
+        for step in range(1, 81):
+            spread = 1.0 if collapse_at is None or step < collapse_at else 0.05
+            base = torch.rand(1, 1, 16, 16, generator=gen)
+            fake = base + spread * (torch.rand(8, 1, 16, 16, generator=gen) - 0.5)
+            outcome = StepOutcome(losses={"g/adv": 1.0, "d/total": 1.0}, stepped={"g", "d"}, trained={"g", "d"},
+                                  outputs=OutputPair(fake, real, kind="image"))
+            s.after_step(step, outcome, outcome.losses, {"g": 1e-4, "d": 1e-4})
+        events = [e for e in read_jsonl(tmp_path / label / "events.jsonl") if e["kind"] == "mode_collapse"]
+        if collapse_at is None:
+            assert events == []
+        else:
+            assert events and collapse_at <= events[0]["step"] <= collapse_at + 10, events[:1]
+            assert events[0]["values"]["diversity"] < 0.3 * events[0]["values"]["peak"]
+
+
+def test_the_image_gan_resumes_bit_identically_with_its_batchnorm_statistics(tmp_path: Path) -> None:
+    assert train(image_gan_config(steps=6), ImageGanTask, tmp_path / "whole", progress=False) == 0
+    assert train(image_gan_config(steps=3), ImageGanTask, tmp_path / "split", progress=False) == 0
+    assert train(image_gan_config(steps=6), ImageGanTask, tmp_path / "split", progress=False) == 0
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "state_00000006.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "checkpoints" / "state_00000006.pt", weights_only=True)
+    for net, state in a["networks"].items():
+        for key, value in state.items():
+            assert torch.equal(value, b["networks"][net][key]), (net, key)
+    assert any("running_mean" in k for k in a["networks"]["generator"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -19,7 +18,7 @@ from gankit.engine.jsonl import read_jsonl
 from gankit.report.build import build_report, thin_steps
 from gankit.report.rundir import SampleSet
 from gankit.report.stats import format_number
-from tests.support.report_page import assert_references_resolve, parse
+from tests.support.report_page import assert_references_resolve, open_in_chromium, parse
 from tests.support.training import REPO, train_tiny
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -180,56 +179,12 @@ def test_thinning_keeps_first_best_and_last() -> None:
 
 @pytest.mark.browser
 def test_page_loads_in_headless_chromium(index: Path) -> None:
-    chromium, driver_path = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-    missing = [str(p) for p in (chromium, driver_path) if not p.exists()]
-    if missing:
-        pytest.skip(f"browser test needs Debian chromium and chromium-driver; missing: {', '.join(missing)}")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(chromium)
-    profile = tempfile.mkdtemp(prefix="gankit-chromium-")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(driver_path)), options=options)
-    try:
-        driver.set_page_load_timeout(60)
-        driver.set_script_timeout(30)
-        driver.get(index.resolve().as_uri())
-        # Lazy images load when scrolled to; make them eager so every one is checked.
-        driver.execute_script("document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; });")
-        driver.execute_async_script("""
-            const done = arguments[arguments.length - 1];
-            const images = [...document.images].map(i => i.complete ? null : new Promise(r => {
-                i.addEventListener('load', r); i.addEventListener('error', r); }));
-            const audio = [...document.querySelectorAll('audio')].map(a => new Promise(r => {
-                if (a.readyState >= 1 || a.error) return r();
-                a.addEventListener('loadedmetadata', r); a.addEventListener('error', r); a.load(); }));
-            Promise.all([...images, ...audio].filter(Boolean)).then(() => done());
-        """)
-        images = driver.execute_script(
-            "return [...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]);")
-        assert len(images) >= 10
-        assert [src for src, complete, width in images if not complete or width == 0] == []
-        players = driver.execute_script(
-            "return [...document.querySelectorAll('audio')].map(a => "
-            "[a.getAttribute('src'), a.readyState, a.error ? a.error.code : null, a.duration]);")
-        assert len(players) == 6
-        assert [p for p in players if p[1] < 1 or p[2] is not None or not p[3] > 0] == []
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
-        assert errors == []
-        ARTIFACTS.mkdir(exist_ok=True)
-        driver.set_window_size(1400, 1000)
-        height = driver.execute_script("return document.documentElement.scrollHeight;")
-        driver.set_window_size(1400, min(int(height) + 100, 12000))  # the whole page in one picture
-        assert driver.save_screenshot(str(ARTIFACTS / "report_page.png"))
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+    page = open_in_chromium(index, ARTIFACTS / "report_page.png")
+    assert len(page.images) >= 10
+    assert [src for src, complete, width in page.images if not complete or width == 0] == []
+    assert len(page.players) == 6
+    assert [p for p in page.players if p[1] < 1 or p[2] is not None or not p[3] > 0] == []
+    assert page.errors == []
 
 
 def test_typed_media_from_the_index_render_by_type(tmp_path: Path) -> None:

@@ -44,6 +44,20 @@ class DistContext:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return int(t.item())
 
+    def broadcast_buffers(self, nets: Mapping[str, torch.nn.Module]) -> None:
+        """Every network's buffers (BatchNorm's running statistics, spectral norm's vectors) from rank 0: each rank
+        updated its own from its own share of the batch, and what is saved or validated must be one model."""
+        if not self.enabled:
+            return
+        for net in nets.values():
+            for buffer in net.buffers():
+                if self._comm_device() == buffer.device:
+                    dist.broadcast(buffer, src=0)
+                else:
+                    moved = buffer.to(self._comm_device())
+                    dist.broadcast(moved, src=0)
+                    buffer.copy_(moved)
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

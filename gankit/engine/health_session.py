@@ -14,6 +14,7 @@ from gankit.engine.health.audio import DcOffsetCheck, audio_stats
 from gankit.engine.health.base import Check, Finding
 from gankit.engine.health.classifiers import ClassifierCheck
 from gankit.engine.health.events import ACTION_RANK, ACTIONS_BY_RANK, Event, EventSink, RateLimiter
+from gankit.engine.health.images import ModeCollapseCheck, image_stats
 from gankit.engine.health.layers import DeadLayersCheck, LayerGradNorms
 from gankit.engine.health.losses import LossSpikeCheck, NonfiniteGate
 from gankit.engine.health.probe import find_unused_parameters
@@ -105,6 +106,8 @@ class HealthSession:
                 checks.append(DiscriminatorOverpoweringCheck(s.discriminator_overpowering, l0, names))
         if s.dc_offset.enabled:
             checks.append(DcOffsetCheck(s.dc_offset))
+        if s.mode_collapse.enabled:
+            checks.append(ModeCollapseCheck(s.mode_collapse))
         if s.dead_layers.enabled:
             checks.append(DeadLayersCheck(s.dead_layers))
         if s.confusion_classifier_wins.enabled or s.auxiliary_classifier_at_chance.enabled:
@@ -164,7 +167,11 @@ class HealthSession:
         if readout is not None:
             for i, (r, f, d) in enumerate(zip(readout.real_scores, readout.fake_scores, readout.losses, strict=True)):
                 local[f"real/{i:03d}"], local[f"fake/{i:03d}"], local[f"loss/{i:03d}"] = r, f, d
-        if outcome.outputs is not None and self.settings.dc_offset.enabled:
+        images = outcome.outputs is not None and outcome.outputs.kind == "image"
+        if images and self.settings.mode_collapse.enabled:
+            assert outcome.outputs is not None
+            local.update({f"image/{k}": v for k, v in image_stats(outcome.outputs.fake, outcome.outputs.real).items()})
+        if outcome.outputs is not None and not images and self.settings.dc_offset.enabled:
             fake, real = audio_stats(outcome.outputs.fake, outcome.outputs.real)
             for prefix, stats in (("fake_audio", fake), ("real_audio", real)):
                 local.update({f"{prefix}/mean": stats.mean, f"{prefix}/std": stats.std,
@@ -187,6 +194,7 @@ class HealthSession:
             record.d_real_scores = [local[f"real/{i:03d}"] for i in range(n)]
             record.d_fake_scores = [local[f"fake/{i:03d}"] for i in range(n)]
             record.d_losses = [local[f"loss/{i:03d}"] for i in range(n)]
+        record.image_stats = {k.removeprefix("image/"): v for k, v in local.items() if k.startswith("image/")}
         owner = {k: g for g, nets in self.groups.items() for k in nets}
         record.classifiers = {network: (local[f"classifier/{network}"], float(c.chance), c.role, owner.get(network, ""))
                               for network, c in sorted(outcome.classifiers.items())}

@@ -28,6 +28,9 @@ class TrainSettings:
     ckpt_every_epochs: int | None = None
     keep_last: int = 3
     num_threads: int | None = None
+    # BatchNorm statistics over all ranks' shares (CUDA/NCCL only: SyncBatchNorm does not run on CPU); without
+    # it each rank normalises its own share, and rank 0's running statistics are broadcast before saves.
+    sync_batchnorm: bool = False
 
     @property
     def ema_settings(self) -> EmaSettings | None:

@@ -155,7 +155,8 @@ class StepRunner:
                     for readout in terms.classifiers:
                         out.classifiers[readout.network] = readout
                     if terms.outputs is not None:
-                        out.outputs = OutputPair(terms.outputs.fake.detach(), terms.outputs.real.detach())
+                        out.outputs = OutputPair(terms.outputs.fake.detach(), terms.outputs.real.detach(),
+                                                 terms.outputs.kind)
                     if single:
                         self._finish(step, update, logs[update.group], out)
                     self.fault("mid_step")

@@ -64,6 +64,12 @@ class Trainer:
         self.fault = install_from_environment()
 
         self.nets: dict[str, nn.Module] = {k: n.to(self.device) for k, n in task.build_networks().items()}
+        if self.settings.sync_batchnorm:
+            if self.device.type != "cuda":
+                raise ConfigError("train.sync_batchnorm needs CUDA (SyncBatchNorm does not run on CPU); without it "
+                                  "each process normalises its own share of the batch.")
+            if dist.enabled:
+                self.nets = {k: nn.SyncBatchNorm.convert_sync_batchnorm(n) for k, n in self.nets.items()}
         self.optim = OptimizerSet(groups, optim_settings, self.nets)
         self.precision = Precision(self.settings.precision, self.device)
         self.emas = self._build_emas()
@@ -234,6 +240,7 @@ class Trainer:
             )
 
     def save_checkpoint(self, metric: float | None = None) -> None:
+        self.dist.broadcast_buffers(self.nets)  # on every rank: what is saved is rank 0's model, and all agree
         if self.dist.is_main:
             try:
                 self.ckpt.save(self.step, self.state_dict(), self.task.export(self._nets_for_inference(), self.step),
@@ -462,6 +469,7 @@ class Trainer:
 
     def _validate(self) -> None:
         """Rank 0 validates; every rank learns whether that made a new best, so all save (and meet) together."""
+        self.dist.broadcast_buffers(self.nets)
         new_best = 0
         if self.dist.is_main and self.val_batches:
             metric = self.ckpt.metric

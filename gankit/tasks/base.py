@@ -68,11 +68,13 @@ class ClassifierReadout:
 
 @dataclass
 class OutputPair:
-    """A batch of generated output and the real data it imitates, detached (the health monitor's output
-    statistics: DC offset, level, spectral flatness)."""
+    """A batch of generated output and the real data it imitates, detached, for the health monitor's output
+    statistics: audio ([B, 1, T]: DC offset, level, spectral flatness) or images ([B, C, H, W]: channel
+    statistics and batch diversity)."""
 
     fake: Tensor
     real: Tensor
+    kind: Literal["audio", "image"] = "audio"
 
 
 @dataclass

@@ -15,7 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.data.sampler import SampleKey, rng_for
-from gankit.tasks.base import ClassifierReadout, LossTerms, OptimizerGroup, StepContext, Update, ValidationResult
+from gankit.tasks.base import (
+    ClassifierReadout,
+    ImageItem,
+    LossTerms,
+    OptimizerGroup,
+    OutputPair,
+    StepContext,
+    Update,
+    ValidationResult,
+)
 
 LATENT = 4
 
@@ -252,6 +261,120 @@ def two_decoder_config(*, steps: int, **train: Any) -> dict[str, Any]:
         "optim": {"ae": {"type": "Adam", "lr": 1e-3}, "confusion": {"type": "Adam", "lr": 1e-3}},
         "data": {"batch_size": 4, "num_workers": 0},
         "train": {"max_steps": steps, "log_every": 1, "val_every": 1000, "ckpt_every": 1000, "num_threads": 1,
+                  **train},
+        "health": {},
+    }
+
+
+class Blobs(torch.utils.data.Dataset):
+    """16×16 grey images of one bright Gaussian blob at a place fixed by (seed, index), in [-1, 1]; the item's
+    latent noise belongs to its place in the epoch (so any split over ranks draws the same)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed = size, seed
+        grid = torch.arange(16, dtype=torch.float32)
+        self.yy, self.xx = torch.meshgrid(grid, grid, indexing="ij")
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key: SampleKey | int) -> dict[str, Any]:
+        if not isinstance(key, SampleKey):
+            key = SampleKey(0, int(key), int(key))
+        rng = rng_for(self.seed, 17, key.index)
+        cy, cx = rng.uniform(4, 12, size=2)
+        image = torch.exp(-((self.yy - cy) ** 2 + (self.xx - cx) ** 2) / 8.0) * 2 - 1
+        noise = rng_for(self.seed, 19, key.epoch, key.position)
+        return {"image": image[None], "z": torch.tensor(noise.normal(size=LATENT), dtype=torch.float32),
+                "id": f"blob{key.index}"}
+
+
+class ImageGanTask:
+    """A 16×16 DCGAN in miniature: transposed convolutions with BatchNorm in the generator, strided convolutions
+    with BatchNorm in the discriminator, BCE on logits. `toy.ghost_batch: k` runs the networks on chunks of k
+    items (BatchNorm statistics per chunk), the single-process stand-in for k items on each of several ranks."""
+
+    name = "toy_image_gan"
+    best_metric = ("val/mean_gap", "min")
+    progress_keys: Mapping[str, str] = {"g/adv": "g", "d/total": "d"}
+    ema_networks = ("generator",)
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        toy = dict(config.get("toy") or {})
+        self.size = int(toy.get("images", 16))
+        self.ghost_batch = toy.get("ghost_batch")
+        self.dataset: Blobs | None = None
+
+    def build_networks(self) -> dict[str, nn.Module]:
+        generator = nn.Sequential(
+            nn.Unflatten(1, (LATENT, 1, 1)),
+            nn.ConvTranspose2d(LATENT, 16, 4, 1, 0, bias=False), nn.BatchNorm2d(16), nn.ReLU(),  # 4×4
+            nn.ConvTranspose2d(16, 8, 4, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),  # 8×8
+            nn.ConvTranspose2d(8, 1, 4, 2, 1, bias=False), nn.Tanh())  # 16×16
+        discriminator = nn.Sequential(
+            nn.Conv2d(1, 8, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),  # 8×8
+            nn.Conv2d(8, 16, 4, 2, 1, bias=False), nn.BatchNorm2d(16), nn.LeakyReLU(0.2),  # 4×4
+            nn.Conv2d(16, 1, 4, 1, 0, bias=False), nn.Flatten())
+        return {"generator": generator, "discriminator": discriminator}
+
+    def optimizer_groups(self) -> list[OptimizerGroup]:
+        return [OptimizerGroup("d", ("discriminator",)), OptimizerGroup("g", ("generator",))]
+
+    def schedule(self, step: int, last_losses: Mapping[str, float]) -> list[Update]:
+        return [Update("d"), Update("g")]
+
+    def _run(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if not self.ghost_batch:
+            return net(x)
+        return torch.cat([net(chunk) for chunk in x.split(int(self.ghost_batch))])
+
+    def prepare(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> None:
+        ctx.cache["fake"] = self._run(nets["generator"], batch["z"])
+
+    def loss(self, group: str, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> LossTerms:
+        fake, real = ctx.cache["fake"], batch["image"]
+        if group == "d":
+            real_logits = self._run(nets["discriminator"], real).float()
+            fake_logits = self._run(nets["discriminator"], fake.detach()).float()
+            total = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                     + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+            return LossTerms(total, {"d/total": float(total.detach())})
+        logits = self._run(nets["discriminator"], fake).float()
+        adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        return LossTerms(adv, {"g/adv": float(adv.detach())}, outputs=OutputPair(fake, real, kind="image"))
+
+    def build_datasets(self, seed: int, log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, Any]]]:
+        self.dataset = Blobs(self.size, seed)
+        items = [self.dataset[i] for i in range(8)]
+        fixed = torch.Generator().manual_seed(seed)
+        validation = {"image": torch.stack([i["image"] for i in items]), "z": torch.randn(8, LATENT, generator=fixed)}
+        return self.dataset, [validation]
+
+    def validate(self, nets: Mapping[str, nn.Module], batches: Sequence[Mapping[str, Any]],
+                 is_new_best: Callable[[Mapping[str, float]], bool]) -> ValidationResult:
+        [batch] = batches
+        fake = nets["generator"](batch["z"])
+        gap = float((fake.mean(0) - batch["image"].mean(0)).abs().mean())
+        grid = (torch.cat(list(fake), dim=-1) + 1) / 2  # [1, 16, 8·16] in [0, 1]
+        real = (torch.cat(list(batch["image"]), dim=-1) + 1) / 2
+        return ValidationResult({"val/mean_gap": gap}, [ImageItem(grid, "fixed noise", "samples"),
+                                                        ImageItem(real, "fixed noise", "data", role="reference")])
+
+    def export(self, nets: Mapping[str, nn.Module], step: int) -> dict[str, Any]:
+        return {"format": "gankit", "kind": "generator", "version": 1, "task": self.name, "step": step,
+                "latent_size": LATENT, "state_dict": nets["generator"].state_dict()}
+
+
+def image_gan_config(*, steps: int, **train: Any) -> dict[str, Any]:
+    return {
+        "task": ImageGanTask.name,
+        "seed": 7,
+        "device": "cpu",
+        "toy": {"images": 16},
+        "optim": {"g": {"type": "Adam", "lr": 2e-4, "betas": [0.5, 0.999]},
+                  "d": {"type": "Adam", "lr": 2e-4, "betas": [0.5, 0.999]}},
+        "data": {"batch_size": 4, "num_workers": 0},
+        "train": {"max_steps": steps, "log_every": 1, "val_every": 2, "ckpt_every": 1000, "num_threads": 1,
                   **train},
         "health": {},
     }

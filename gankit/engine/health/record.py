@@ -26,6 +26,7 @@ class StepRecord:
     d_losses: list[float] | None = None  # D loss per sub-discriminator
     fake_audio: AudioStats | None = None
     real_audio: AudioStats | None = None
+    image_stats: dict[str, float] = field(default_factory=dict)  # generated vs real images (health/images.py)
     # Classifier network → (accuracy, chance, role, its optimizer group), accuracy rank-averaged.
     classifiers: dict[str, tuple[float, float, str, str]] = field(default_factory=dict)
     layer_grad_norms: dict[str, float] = field(default_factory=dict)  # "generator.ups.0" → norm; stepped nets only

@@ -84,6 +84,16 @@ class AuxiliarySettings(CheckSettings):
 
 
 @dataclass
+class ModeCollapseSettings(CheckSettings):
+    """Generated images' diversity (relative to the real batch's) far below the run's own peak."""
+
+    grace: int = 500
+    window: int = 50
+    repeat_every: int = 1000
+    fraction: float = 0.3  # window median below this × the highest window median reached
+
+
+@dataclass
 class DeadLayersSettings(CheckSettings):
     grace: int = 0
     window: int = 50  # consecutive optimised steps with ~0 gradient
@@ -132,6 +142,7 @@ CHECK_SECTIONS: dict[str, type] = {
     "discriminator_overpowering": OverpoweringSettings,
     "dc_offset": DcOffsetSettings,
     "dead_layers": DeadLayersSettings,
+    "mode_collapse": ModeCollapseSettings,
     "confusion_classifier_wins": ConfusionSettings,
     "auxiliary_classifier_at_chance": AuxiliarySettings,
     "unused_parameters": UnusedSettings,
@@ -163,6 +174,7 @@ class HealthSettings(_SessionKnobs):
     discriminator_overpowering: OverpoweringSettings = field(default_factory=OverpoweringSettings)
     dc_offset: DcOffsetSettings = field(default_factory=DcOffsetSettings)
     dead_layers: DeadLayersSettings = field(default_factory=DeadLayersSettings)
+    mode_collapse: ModeCollapseSettings = field(default_factory=ModeCollapseSettings)
     confusion_classifier_wins: ConfusionSettings = field(default_factory=ConfusionSettings)
     auxiliary_classifier_at_chance: AuxiliarySettings = field(default_factory=AuxiliarySettings)
     unused_parameters: UnusedSettings = field(default_factory=UnusedSettings)
