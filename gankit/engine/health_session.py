@@ -108,7 +108,8 @@ class HealthSession:
         if s.dead_layers.enabled:
             checks.append(DeadLayersCheck(s.dead_layers))
         if s.loss_spike.enabled or s.divergence.enabled:
-            checks.append(LossSpikeCheck(s.loss_spike, s.divergence))
+            critics = "d/" if adversarial is not None and self.groups["d"] else None  # the critics' log names
+            checks.append(LossSpikeCheck(s.loss_spike, s.divergence, critic_prefix=critics))
         return checks
 
     # --- inside a step ---------------------------------------------------------------------------
