@@ -445,6 +445,25 @@ def test_spikes_are_upward_only_and_respect_the_loss_filter() -> None:
     assert run([check], iter(records)) == []
 
 
+def test_critic_losses_are_left_to_the_adversarial_checks_unless_asked_for() -> None:
+    """A discriminator climbing back from a win (d/msd 0.18 → 2.06, as measured on healthy festvox-ru training)
+    is the adversarial balance, not a spike; the same jump in a generator loss is one."""
+    def stream(name: str) -> list[StepRecord]:
+        records = list(healthy_stream(80))
+        records[60] = replace(records[60], losses={**records[60].losses, name: 100.0})
+        return records
+
+    s = HealthSettings.from_dict({"loss_spike": {"grace": 20, "window": 50}, "divergence": {"steps": 10}})
+    default = LossSpikeCheck(s.loss_spike, s.divergence, critic_prefix="d/")
+    assert run([default], iter(stream("d/total"))) == []
+    assert [f.kind for _, f in run([LossSpikeCheck(s.loss_spike, s.divergence, critic_prefix="d/")],
+                                   iter(stream("g/mel")))] == ["loss_spike"]
+    watching = HealthSettings.from_dict({"loss_spike": {"grace": 20, "window": 50, "critic_losses": True},
+                                        "divergence": {"steps": 10}})
+    found = run([LossSpikeCheck(watching.loss_spike, watching.divergence, critic_prefix="d/")], iter(stream("d/total")))
+    assert [f.kind for _, f in found] == ["loss_spike"]
+
+
 # --- nonfinite -----------------------------------------------------------------------------------
 def gate(precision: str = "fp32", others: int = 0, **cfg: Any) -> NonfiniteGate:
     s = HealthSettings.from_dict({"nonfinite": cfg}).nonfinite

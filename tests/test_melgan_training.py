@@ -264,3 +264,15 @@ def test_random_gain_scales_each_crop_and_leaves_validation_alone(tiny_corpus: P
     task = build_task(melgan_config(tiny_corpus, f"data.mels_dir={tiny_corpus}"))
     with pytest.raises(ConfigError, match=r"data\.mels_dir"):
         task.build_datasets(seed=0)
+
+
+def test_resume_continues_the_run_bit_identically(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1 step + resume + 1 step equals 2 in one go, and the second launch computes step 2 alone (a launch starting
+    # again from step 0 would end bit-identical too: training is deterministic). Batch 1: the resume is mid-epoch.
+    from tests.support.training import assert_resume_continues
+
+    config_for = lambda *o: melgan_config(tiny_corpus, "data.batch_size=1", "train.num_threads=2", *o)  # noqa: E731
+    whole, _ = assert_resume_continues(config_for, tmp_path, monkeypatch, 1, 2)
+    assert whole["task"] == "melgan" and whole["samples_in_epoch"] == 2

@@ -11,6 +11,7 @@ from pathlib import Path
 import librosa
 import numpy as np
 import pytest
+import scipy.signal
 import scipy.stats
 import soundfile
 import torch
@@ -228,6 +229,38 @@ def test_mcd_ignores_gain_and_reference_silence(speech: np.ndarray) -> None:
     assert mcd(gap, noisy_gap, SR, silence_db=200.0) > 1.0  # ...which do count when nothing is silent
     result = mcd_scored(np.zeros(SR, np.float32), speech[:SR], SR)
     assert result.value is None and "non-silent" in (result.reason or "")
+
+
+def test_mcd_is_10_over_ln10_sqrt2_times_the_cepstral_distance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MCD's dB scale on given mel-cepstra: per frame 10/ln10 · sqrt(2 · Σ_{d≥1} Δc_d²), c0 ignored, frames averaged."""
+    import gankit.metrics.cepstral as cepstral
+
+    frames, order = 6, 24
+    ref_mc = np.random.default_rng(0).standard_normal((frames, order + 1))
+    delta = np.zeros_like(ref_mc)
+    delta[:, 1:3] = np.outer(np.arange(1, frames + 1), [0.3, 0.4])  # |Δc| = 0.5, 1.0, …, 3.0: mean 1.75
+    delta[:, 0] = 5.0  # c0 (energy) differs a lot and must not count
+    energy = np.zeros(frames)  # every frame equally loud
+
+    def given_cepstra(wave, sample_rate, order_, alpha):
+        assert order_ == order
+        return (ref_mc if wave[0] == 0 else ref_mc + delta), energy
+
+    monkeypatch.setattr(cepstral, "mel_cepstrum", given_cepstra)
+    reference, estimate = np.zeros(SR, np.float32), np.ones(SR, np.float32)
+    expected = 10 / math.log(10) * math.sqrt(2) * 1.75
+    assert expected == pytest.approx(10.748, abs=1e-3)
+    assert mcd(reference, estimate, SR) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("a", [0.5, -0.4])
+def test_mcd_of_a_known_filter_end_to_end(a: float) -> None:
+    """Noise and the noise through 1 + a·z⁻¹ (no frequency warping, α = 0): log|1 + a·e^{−jω}| has the cepstrum
+    c_n = −(−a)ⁿ/n, so MCD = 10/ln10 · sqrt(2 · Σ_{n=1..24} (aⁿ/n)²) dB (3.177 dB for a = 0.5)."""
+    x = 0.1 * np.random.default_rng(0).standard_normal(SR)
+    y = scipy.signal.lfilter([1.0, a], [1.0], x)
+    expected = 10 / math.log(10) * math.sqrt(2 * sum((a**n / n) ** 2 for n in range(1, 25)))
+    assert mcd(x.astype(np.float32), y.astype(np.float32), SR, alpha=0.0) == pytest.approx(expected, rel=2e-3)
 
 
 # ---- F0 ---------------------------------------------------------------------------------------------

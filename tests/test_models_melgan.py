@@ -14,7 +14,7 @@ from gankit.compat.hifigan_original import gankit_to_original, original_to_ganki
 from gankit.compat.melgan_original import infer_generator_config, read_original_melgan_generator
 from gankit.errors import CheckpointError, ConfigError
 from gankit.infer import load_vocoder
-from gankit.models import build_generator
+from gankit.models import build_generator, melgan
 from gankit.models.layers import DiscriminatorOutput, remove_parametrizations
 from gankit.models.melgan import MelGanGenerator, MelGanGeneratorConfig, MelGanMultiScaleDiscriminator
 from tests.support import original_melgan
@@ -53,23 +53,75 @@ def test_generator_state_dict_names_follow_the_original_layout() -> None:
             assert {f"model.{i}.{part}.{leaf}" for leaf in ("bias", "weight_g", "weight_v")} <= legacy
 
 
-def test_original_generator_state_dict_loads_strictly_and_computes_the_same(tmp_path: Path) -> None:
+# Parity on loud weights. The original's effective init gives outputs of std ~3e-4, where a wrong activation slope
+# hides below any honest tolerance. With loud weights a 1% slope change moves the output by ~1e-2 of its std,
+# float32 rounding by ~5e-6 (measured against a float64 run of the same weights).
+PARITY_TOL = 2e-5  # max |gankit − original| / std(original)
+
+
+def make_loud(original: original_melgan.Generator, mel: torch.Tensor) -> None:
+    """Weight-norm gains ~U(0.5, 1.5) (about unit gain per conv), random directions, small biases; then the last
+    conv scaled so that, on `mel`, the signal tanh sees has std 0.35: a loud output that tanh does not saturate."""
+    with torch.no_grad():
+        for name, p in original.named_parameters():
+            if name.endswith("weight_g"):
+                p.copy_(torch.rand_like(p) + 0.5)
+            else:
+                p.copy_(torch.randn_like(p) * (0.1 if name.endswith("bias") else 1.0))
+        last = original.model[-2]
+        seen: list[torch.Tensor] = []
+        hook = last.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        original(mel)
+        hook.remove()
+        scale = 0.35 / seen[0].std()
+        last.weight_g.mul_(scale)
+        last.bias.mul_(scale)
+
+
+def parity_gap(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    """max |ours − theirs| relative to the original's output std, after checking that output is loud (std > 0.1)
+    and not saturated by tanh (under 1% of samples beyond ±0.95)."""
+    assert ours.shape == theirs.shape
+    assert theirs.std() > 0.1 and (theirs.abs() > 0.95).float().mean() < 0.01, "weights not loud enough to compare"
+    return float((ours - theirs).abs().max() / theirs.std())
+
+
+@pytest.fixture(scope="module")
+def loud_original() -> tuple[original_melgan.Generator, torch.Tensor]:
+    """The published MelGAN generator (`Generator(80, 32, 3)`) with loud weights, and an input. Read-only."""
     torch.manual_seed(0)
+    mel = torch.randn(1, 80, 12)
     original = original_melgan.Generator(80, 32, 3).eval()
+    make_loud(original, mel)
+    return original, mel
+
+
+def test_original_generator_state_dict_loads_strictly_and_computes_the_same(tmp_path: Path, loud_original) -> None:
+    original, mel = loud_original
     state = original.state_dict()
     assert "model.1.weight_g" in state and "model.4.block.2.weight_v" in state  # the published files' names
     ours = MelGanGenerator(MelGanGeneratorConfig())
     ours.load_state_dict(original_to_gankit(state), strict=True)
-    mel = torch.randn(1, 80, 12)
     with torch.no_grad():
         expected = original(mel)
-        assert torch.allclose(ours.eval()(mel), expected, atol=1e-6)
+        assert parity_gap(ours.eval()(mel), expected) < PARITY_TOL
     assert expected.shape == (1, 1, 12 * 256)
 
     torch.save(state, tmp_path / "netG.pt")  # what melgan-neurips' train.py writes
     vocoder = load_vocoder(tmp_path / "netG.pt")
     assert vocoder.family == "melgan" and vocoder.frontend.preset == "melgan" and vocoder.sample_rate == 22050
-    assert torch.allclose(vocoder(mel[0]), expected[0, 0], atol=1e-6)
+    assert parity_gap(vocoder(mel[0]), expected[0, 0]) < PARITY_TOL
+
+
+def test_parity_check_catches_a_one_percent_slope_change(monkeypatch, loud_original) -> None:
+    """The check above is not vacuous: gankit's generator built with LeakyReLU 0.202 instead of 0.2 fails it."""
+    original, mel = loud_original
+    monkeypatch.setattr(melgan, "LRELU_SLOPE", 0.202)
+    ours = MelGanGenerator(MelGanGeneratorConfig())
+    ours.load_state_dict(original_to_gankit(original.state_dict()), strict=True)
+    assert {m.negative_slope for m in ours.modules() if isinstance(m, nn.LeakyReLU)} == {0.202}
+    with torch.no_grad():
+        assert parity_gap(ours.eval()(mel), original(mel)) > 5 * PARITY_TOL
 
 
 def test_original_file_architecture_is_read_from_the_weights_and_args_yml(tmp_path: Path) -> None:

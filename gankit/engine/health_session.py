@@ -113,7 +113,8 @@ class HealthSession:
         if s.confusion_classifier_wins.enabled or s.auxiliary_classifier_at_chance.enabled:
             checks.append(ClassifierCheck(s.confusion_classifier_wins, s.auxiliary_classifier_at_chance))
         if s.loss_spike.enabled or s.divergence.enabled:
-            checks.append(LossSpikeCheck(s.loss_spike, s.divergence))
+            critics = "d/" if adversarial is not None and self.groups["d"] else None  # the critics' log names
+            checks.append(LossSpikeCheck(s.loss_spike, s.divergence, critic_prefix=critics))
         return checks
 
     # --- inside a step ---------------------------------------------------------------------------

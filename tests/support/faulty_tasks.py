@@ -5,7 +5,7 @@ A test sets the faults and swaps the task in for "hifigan" (the config stays the
     monkeypatch.setattr(faulty_tasks, "FAULTS", Faults(nan_loss_at={5}))
     monkeypatch.setitem(gankit.tasks.TASKS, "hifigan", faulty_tasks.TASK_ENTRY)
 
-Steps are counted as the engine's generator-loss calls on the live networks: the k-th call is training step k
+Steps are counted as the engine's loss calls of group "g" on the live networks: the k-th call is training step k
 (one micro-batch a step, no repeated steps); the unused-parameter probe works on copies and is not counted.
 """
 
@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from gankit.tasks.base import LossTerms
+from gankit.tasks.base import LossTerms, StepContext
 from gankit.tasks.hifigan import build_hifigan_task
 
 TASK_ENTRY = ("tests.support.faulty_tasks", "build_faulty_hifigan")
@@ -34,12 +36,22 @@ class Faults:
     freeze_discriminators: bool = False  # requires_grad False on every discriminator parameter
     nan_loss_at: set[int] = field(default_factory=set)  # steps whose generator loss is NaN
     loss_scale_at: dict[int, float] = field(default_factory=dict)  # steps whose generator loss is multiplied
+    # (step, lr): from this training step on, the generator's optimizer updates with this learning rate
+    # (set by an optimizer step pre-hook, so the trainer's own lr/g log shows it; remove_hooks() undoes it).
+    g_lr_from: tuple[int, float] | None = None
     # Rank-local faults for DDP tests (tests/support/ddp_worker.py sets them on one rank only):
     nan_logged_at: set[int] = field(default_factory=set)  # steps whose *logged* g/total is NaN (gradients finite)
     sigterm_at: set[int] = field(default_factory=set)  # steps during which this process sends itself SIGTERM
 
 
 FAULTS = Faults()
+_HOOKS: list[Any] = []  # global optimizer hooks installed by g_lr_from
+
+
+def remove_hooks() -> None:
+    """Remove every optimizer hook a FaultyTask installed (call when the test ends)."""
+    while _HOOKS:
+        _HOOKS.pop().remove()
 
 
 def build_faulty_hifigan(config: Mapping[str, Any]) -> FaultyTask:
@@ -83,13 +95,23 @@ class FaultyTask:
             for key in self.inner.discriminator_keys:
                 nets[key].requires_grad_(False)
         self.generator = g
+        if f.g_lr_from is not None:
+            _HOOKS.append(register_optimizer_step_pre_hook(self._set_g_lr))
         return nets
 
-    def generator_loss(
-        self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], gen: Any, adversarial: bool
-    ) -> LossTerms:
-        terms = self.inner.generator_loss(nets, batch, gen, adversarial)
-        if getattr(nets["generator"], "module", nets["generator"]) is not self.generator:  # the probe's copies
+    def _set_g_lr(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        assert self.faults.g_lr_from is not None and self.generator is not None
+        start, lr = self.faults.g_lr_from
+        first = next(self.generator.parameters())
+        if self.g_calls >= start and any(p is first for group in optimizer.param_groups for p in group["params"]):
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+    def loss(self, group: str, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> LossTerms:
+        terms = self.inner.loss(group, nets, batch, ctx)
+        if group != "g" or ctx.probe:
+            return terms
+        if getattr(nets["generator"], "module", nets["generator"]) is not self.generator:  # not the live generator
             return terms  # (under DDP the live generator is the wrapper around self.generator)
         self.g_calls += 1
         step = self.g_calls

@@ -27,9 +27,13 @@ class LossSpikeCheck(Check):
 
     kinds = ("loss_spike", "divergence")
 
-    def __init__(self, spike: LossSpikeSettings, divergence: DivergenceSettings) -> None:
+    def __init__(
+        self, spike: LossSpikeSettings, divergence: DivergenceSettings, critic_prefix: str | None = None
+    ) -> None:
+        """`critic_prefix`: the critics' loss names start with it ("d/"); left out unless `critic_losses`."""
         self.s = spike
         self.d = divergence
+        self.critic_prefix = None if spike.critic_losses else critic_prefix
         self.phase: list[str] = []
         self._w: dict[str, Window] = {}
         self._out: dict[str, deque[bool]] = {}
@@ -40,7 +44,9 @@ class LossSpikeCheck(Check):
 
     def _watched(self, losses: Mapping[str, float]) -> list[str]:
         names = sorted(losses)
-        return names if self.s.losses is None else [n for n in names if n in self.s.losses]
+        if self.s.losses is not None:
+            return [n for n in names if n in self.s.losses]
+        return [n for n in names if self.critic_prefix is None or not n.startswith(self.critic_prefix)]
 
     def observe(self, record: StepRecord) -> list[Finding]:
         phase = sorted(record.losses)

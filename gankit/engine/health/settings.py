@@ -117,7 +117,11 @@ class LossSpikeSettings(CheckSettings):
     threshold: float = 10.0  # robust z-score: (value − median) / (1.4826 · MAD)
     min_ratio: float = 1.0  # and at least median + this × |median| (≥ 2× for a positive loss)
     abs_margin: float = 1e-3  # and at least this far above the median (losses near 0)
-    losses: list[str] | None = None  # names to watch ("g/mel", …); None: every logged loss
+    losses: list[str] | None = None  # names to watch ("g/mel", …); None: every logged loss but the critics' (d/…)
+    # The critics' own losses swing between ≈0 and the no-information level as the adversarial balance shifts (a
+    # discriminator climbing back from a win is no spike; measured on healthy festvox-ru training), and that
+    # balance is what the collapse/overpowering checks judge. True watches them too.
+    critic_losses: bool = False
 
 
 @dataclass
