@@ -279,6 +279,8 @@ def test_a_constant_offset_generator_is_named_dc_offset(tiny_corpus: Path, tmp_p
 
 
 # --- the discriminator ---------------------------------------------------------------------------
+# Slow (≈ 24 s, 100 steps): in CI's slow step with the collapse runs; keeps the default run under its 8 minutes.
+@pytest.mark.slow
 def test_discriminator_lr_x100_is_named_overpowering(tiny_corpus: Path, tmp_path: Path) -> None:
     """lr 2e-2 instead of 2e-4 from step 1. Measured (twice, 2026-12): the logged d/total falls from a median ~4.9
     over the first 20 steps to ~0.15 over steps 60-79 (≈0.02 per sub-discriminator, no-information value 0.5)

@@ -219,12 +219,15 @@ def test_melgan_yaml_builds_the_published_networks() -> None:
     assert task.name == "melgan" and task.adversarial.name == "hinge" and task.adversarial.no_information_d_loss == 2.0
     assert task.frontend.preset == "melgan" and task.frontend.fmax == 11025 and task.random_gain == (0.3, 1.0)
     assert task.weights.lambda_fm == 10.0 and task.weights.lambda_mel == 0.0 and task.feature_matching_layers == 4
-    assert config["optim"]["generator"] == {"name": "adam", "lr": 1e-4, "betas": [0.5, 0.9], "weight_decay": 0.0}
+    for group in ("g", "d"):
+        assert config["optim"][group] == {"type": "Adam", "lr": 1e-4, "betas": [0.5, 0.9], "weight_decay": 0.0,
+                                          "clip": None, "scheduler": {"type": "ExponentialLR", "gamma": 1.0,
+                                                                      "interval": "epoch"}}
     nets = task.build_networks()
     assert count(nets["generator"]) == 4_266_050 and count(nets["msd"]) == 16_924_086
     # melgan.yaml does not inherit HiFi-GAN's model keys, so it spells out the engine's sections: they must not drift.
     _, hifigan = load_config("hifigan_v1")
-    for section in ("train", "data", "optim"):
+    for section in ("train", "data", "optim", "schedule", "validation"):
         assert set(config[section]) == set(hifigan[section]), section
     broken = yaml.safe_load(yaml.safe_dump(config))
     broken["model"]["generator"]["ratios"] = [8, 8, 2]

@@ -189,5 +189,5 @@ def test_validation_measures_every_time_and_on_new_bests(tiny_corpus: Path, tmp_
 def test_an_unknown_validation_measure_is_a_config_error(tiny_corpus: Path, tmp_path: Path) -> None:
     from gankit.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"train\.best_measures: unknown measure.*pesq, stoi"):
+    with pytest.raises(ConfigError, match=r"validation\.best_measures: unknown measure.*pesq, stoi"):
         train_tiny(tiny_corpus, tmp_path / "run", "train.best_measures=[pesq, loudness]")
