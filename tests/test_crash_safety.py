@@ -378,6 +378,8 @@ def stop_with(signum: signal.Signals, args: list[str], run: Path, log: Path, res
     return step
 
 
+# Slow (≈ 19 s, four launches): in CI's slow step; keeps the default run well under its 8 minutes.
+@pytest.mark.slow
 def test_sigint_and_sigterm_finish_the_step_save_and_resume(tiny_corpus: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     # No periodic checkpoints: the only ones are those the signals make.

@@ -94,7 +94,8 @@ def all_finite(state_dict: Mapping[str, torch.Tensor]) -> bool:
 
 
 # --- healthy runs --------------------------------------------------------------------------------
-@pytest.mark.parametrize(("warmup", "steps"), [(0, 30), (10, 40)])
+# The warm-up case (≈ 8 s) runs in CI's slow step; the default run keeps the one without warm-up.
+@pytest.mark.parametrize(("warmup", "steps"), [(0, 30), pytest.param(10, 40, marks=pytest.mark.slow)])
 def test_healthy_short_run_raises_nothing(tiny_corpus: Path, tmp_path: Path, warmup: int, steps: int) -> None:
     """Armed here: dead_layers (from step 10), loss_spike (from 20 values after the start or the warm-up's end),
     divergence, nonfinite, discriminator_overpowering (from 40 D steps, in the longer run), the unused-parameter

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from gankit import atomic
 from gankit.audio.mel import build_frontend
-from gankit.engine.checkpoint import safe_load, save_torch
+from gankit.checkpoint_io import safe_load, save_torch
 from gankit.errors import CheckpointError, ConfigError
 from gankit.models.hifigan import (
     HifiGanGenerator,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gankit.engine.distributed import init_distributed, shutdown_distributed
-from gankit.engine.state import read_initial_weights
+from gankit.engine.state import InitialWeights
 from gankit.engine.trainer import Trainer
 from gankit.tasks.base import GanTask
 
@@ -18,17 +18,15 @@ def train(
     config: Mapping[str, Any],
     build_task: TaskFactory,
     run_dir: str | Path,
-    init_from: str | None = None,
-    reset_optimizer: bool = False,
+    init: InitialWeights | None = None,
     progress: bool = True,
 ) -> int:
     """Train (or resume) the run in `run_dir` with the task `build_task(config)` makes (the caller chooses the
     factory: `gankit.tasks.build_task` for the shipped systems, anything else for one's own); returns the
-    process exit status."""
+    process exit status. `init`: weights a new run starts from (ignored when the run directory resumes)."""
     dist = init_distributed(str(config.get("device", "auto")))
     trainer: Trainer | None = None
     try:
-        init = read_initial_weights(init_from, keep_optimizer=not reset_optimizer) if init_from else None
         trainer = Trainer(config, build_task(config), run_dir, dist, init=init, progress=progress)
         code = trainer.fit()
         # Ranks leave together: one tearing down its Gloo connections while a peer is still finishing can
