@@ -6,6 +6,7 @@ name from config, the adversarial schedule, and config keys renamed by the contr
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -268,6 +269,32 @@ def test_the_probe_covers_every_domain_through_the_tasks_probe_batch() -> None:
     assert not find_unused_parameters(task, nets, task.probe_batch(only_a), items=0)
 
 
+class DomainRecordingTask(TwoDecoderTask):
+    """Records the domains of every training micro-batch it prepares."""
+
+    seen: list[list[int]]
+
+    def prepare(self, nets: Any, batch: Any, ctx: Any) -> None:
+        if not ctx.probe:
+            self.seen.append(sorted(batch["domain"].tolist()))
+        super().prepare(nets, batch, ctx)
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_a_dataset_that_declares_domains_gets_every_domain_in_every_batch(tmp_path: Path, balanced: bool) -> None:
+    config = two_decoder_config(steps=12)
+    config["toy"].update(points=18, balanced=balanced)  # 9 items per domain: more than one epoch in 12 steps
+    config["data"]["batch_size"] = 2
+    task = DomainRecordingTask(config)
+    task.seen = []
+    assert train(config, lambda c: task, tmp_path / "run", progress=False) == 0
+    assert len(task.seen) == 12
+    if balanced:
+        assert all(domains == [0, 1] for domains in task.seen)
+    else:  # the control: the plain sampler does give this toy batches of one domain
+        assert any(domains != [0, 1] for domains in task.seen)
+
+
 def test_the_two_decoder_task_resumes_bit_identically(tmp_path: Path) -> None:
     run_two_decoders(tmp_path / "whole", 6)
     run_two_decoders(tmp_path / "split", 3)
@@ -327,6 +354,36 @@ def test_an_image_gan_writes_typed_media_and_a_report_a_browser_opens(tmp_path: 
         browser = open_in_chromium(page_file, tmp_path / "toy_report.png")
         assert [src for src, complete, width in browser.images if not complete or width == 0] == []
         assert browser.errors == [] and browser.players == []
+
+
+@pytest.mark.parametrize(("make", "task", "media"), [
+    (toy_config, ThreeGroupTask, {"image"}),
+    (two_decoder_config, TwoDecoderTask, {"audio", "spectrogram"}),
+])
+def test_the_tasks_that_are_not_image_gans_write_media_and_a_report_a_browser_opens(
+        tmp_path: Path, make: Any, task: Any, media: set[str]) -> None:
+    from gankit.report.build import build_report
+    from tests.support.report_page import assert_references_resolve, open_in_chromium, parse
+
+    run = tmp_path / "run"
+    config = make(steps=4)
+    config["train"]["val_every"] = 2
+    assert train(config, task, run, progress=False) == 0
+    index = json.loads((run / "samples" / "step_00000004" / "index.json").read_text())
+    assert {item["type"] for item in index["items"]} == media
+    rows = list(read_jsonl(run / "validation.jsonl"))
+    assert [r["step"] for r in rows] == [2, 4] and all(math.isfinite(r[task.best_metric[0]]) for r in rows)
+    assert json.loads((run / "checkpoints" / "manifest.json").read_text())["best_metric"] == task.best_metric[0]
+    page_file = build_report(run)
+    page = parse(page_file)
+    assert_references_resolve(page_file, page)
+    players = page.attrs("audio", "src")
+    assert bool(players) == ("audio" in media)
+    if Path("/usr/bin/chromium").exists():
+        browser = open_in_chromium(page_file, tmp_path / "toy_report.png")
+        assert [src for src, complete, width in browser.images if not complete or width == 0] == []
+        assert browser.errors == []
+        assert len(browser.players) == len(players) and all(p[2] is None and p[3] > 0 for p in browser.players)
 
 
 def test_mode_collapse_is_named_against_the_runs_own_peak(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from gankit.engine.health_session import HealthSession
 from gankit.engine.jsonl import read_jsonl
 from gankit.engine.step import StepOutcome
 from gankit.errors import ConfigError
-from gankit.tasks.base import DiscriminatorReadout, OptimizerGroup, OutputPair
+from gankit.tasks.base import CriticReadout, OptimizerGroup, OutputPair
 
 LSGAN_L0 = 0.5  # LSGAN's no-information D loss per sub-discriminator
 HINGE_L0 = 2.0
@@ -454,13 +454,14 @@ def test_critic_losses_are_left_to_the_adversarial_checks_unless_asked_for() -> 
         return records
 
     s = HealthSettings.from_dict({"loss_spike": {"grace": 20, "window": 50}, "divergence": {"steps": 10}})
-    default = LossSpikeCheck(s.loss_spike, s.divergence, critic_prefix="d/")
+    default = LossSpikeCheck(s.loss_spike, s.divergence, critic_prefixes={"d/"})
     assert run([default], iter(stream("d/total"))) == []
-    assert [f.kind for _, f in run([LossSpikeCheck(s.loss_spike, s.divergence, critic_prefix="d/")],
+    assert [f.kind for _, f in run([LossSpikeCheck(s.loss_spike, s.divergence, critic_prefixes={"d/"})],
                                    iter(stream("g/mel")))] == ["loss_spike"]
     watching = HealthSettings.from_dict({"loss_spike": {"grace": 20, "window": 50, "critic_losses": True},
                                         "divergence": {"steps": 10}})
-    found = run([LossSpikeCheck(watching.loss_spike, watching.divergence, critic_prefix="d/")], iter(stream("d/total")))
+    spike = LossSpikeCheck(watching.loss_spike, watching.divergence, critic_prefixes={"d/"})
+    found = run([spike], iter(stream("d/total")))
     assert [f.kind for _, f in found] == ["loss_spike"]
 
 
@@ -571,8 +572,7 @@ def tiny_task() -> tuple[Any, dict[str, nn.Module]]:
         for p in net.parameters():
             p.grad = torch.ones_like(p)
     groups = [OptimizerGroup("g", ("generator",)), OptimizerGroup("d", ("mpd", "msd"))]
-    task = SimpleNamespace(optimizer_groups=lambda: groups,
-                           adversarial=SimpleNamespace(name="lsgan", no_information_d_loss=LSGAN_L0))
+    task = SimpleNamespace(optimizer_groups=lambda: groups)
     return task, nets
 
 
@@ -591,8 +591,8 @@ def outcome_of(record: StepRecord) -> StepOutcome:
     out = StepOutcome(losses=dict(record.losses), grad_norms=dict(record.grad_norms), stepped=set(record.stepped),
                       trained=set(record.trained))
     if record.d_losses is not None:
-        out.readout = DiscriminatorReadout(list(record.d_real_scores or []), list(record.d_fake_scores or []),
-                                           list(record.d_losses))
+        out.critics["d"] = CriticReadout(list(record.d_real_scores or []), list(record.d_fake_scores or []),
+                                         list(record.d_losses), no_information_loss=LSGAN_L0, objective="lsgan")
     if record.fake_audio is not None and record.real_audio is not None:
         gen = torch.Generator().manual_seed(record.step)
         base = torch.randn(2, 1, 512, generator=gen)
@@ -710,3 +710,77 @@ def test_truncate_after_drops_events_past_the_resumed_step(tmp_path: Path) -> No
     assert max(r["step"] for r in events(tmp_path)) > 12
     s.truncate_after(12)
     assert [r["step"] for r in events(tmp_path)] == [5, 10]
+
+
+# --- several critics, each judged on its own readout ---------------------------------------------
+def two_critic_session(tmp_path: Path, cfg: dict[str, Any]) -> HealthSession:
+    """groups g, d (LSGAN, the tiny_task's discriminators) and w (a WGAN critic: no no-information loss)."""
+    task, nets = tiny_task()
+    nets["critic"] = nn.Conv1d(1, 1, 3)
+    for p in nets["critic"].parameters():
+        p.grad = torch.ones_like(p)
+    groups = [*task.optimizer_groups(), OptimizerGroup("w", ("critic",))]
+    task = SimpleNamespace(optimizer_groups=lambda: groups)
+    run_dir = SimpleNamespace(root=tmp_path, writer=True, tensorboard=FakeWriter())
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return HealthSession(cfg, task, nets, run_dir, FakeDist(), console=lambda _: None)
+
+
+def with_wgan_critic(records: Iterator[StepRecord], gap: float, grad: float, onset: int) -> Iterator[StepOutcome]:
+    """The records' d readout plus a WGAN critic "w" that separates by 3 and has gradient 5 until `onset`,
+    then separates by `gap` with gradient `grad`."""
+    rng = random.Random(3)
+    for r in records:
+        out = outcome_of(r)
+        if "d" in r.trained:
+            late = r.step >= onset
+            separation, g = (gap, grad) if late else (3.0, 5.0)
+            real = [separation / 2 + rng.gauss(0, 0.01)]
+            fake = [-separation / 2 + rng.gauss(0, 0.01)]
+            out.critics["w"] = CriticReadout(real, fake, [fake[0] - real[0]], no_information_loss=None,
+                                             objective="wgan")
+            out.trained.add("w")
+            out.stepped.add("w")
+            out.grad_norms["w"] = g
+        yield out
+
+
+def feed_outcomes(s: HealthSession, outcomes: Iterator[StepOutcome]) -> None:
+    for i, out in enumerate(outcomes, start=301):
+        s.after_step(i, out, out.losses, {})
+
+
+def test_each_critic_group_is_judged_on_its_own_readout_wgan_by_score_gap_and_gradients(tmp_path: Path) -> None:
+    cfg = {"discriminator_collapse": {"grace": 20, "window": 20}, "dc_offset": False, "loss_spike": False}
+    asleep = two_critic_session(tmp_path / "asleep", cfg)
+    feed_outcomes(asleep, with_wgan_critic(healthy_stream(200, start=301), gap=0.0, grad=1e-4, onset=420))
+    rows = events(tmp_path / "asleep")
+    assert [(r["kind"], r["values"]["critic"]) for r in rows] == [("discriminator_collapse", "w")]
+    assert 420 < rows[0]["step"] <= 420 + 20
+    assert set(rows[0]["values"]["evidence"]) == {"scores_converged", "gradients_vanished"}
+    assert "group 'w'" in rows[0]["message"] and "optim.w.lr" in rows[0]["message"]
+    assert [type(c).__name__ for c in asleep.critic_checks["w"]] == ["DiscriminatorCollapseCheck"]  # no L0: no
+    assert len(asleep.critic_checks["d"]) == 2  # overpowering check for WGAN, both for the LSGAN critic
+    # Converged scores with live gradients: a WGAN critic near equilibrium, not asleep (no L0 to add evidence).
+    close = two_critic_session(tmp_path / "close", cfg)
+    feed_outcomes(close, with_wgan_critic(healthy_stream(200, start=301), gap=0.0, grad=5.0, onset=420))
+    assert events(tmp_path / "close") == []
+
+
+def test_critic_checks_resume_under_their_own_keys(tmp_path: Path) -> None:
+    cfg = {"discriminator_collapse": {"grace": 20, "window": 20}, "dc_offset": False, "loss_spike": False}
+    outcomes = list(with_wgan_critic(healthy_stream(200, start=301), gap=0.0, grad=1e-4, onset=400))
+    whole = two_critic_session(tmp_path / "whole", cfg)
+    feed_outcomes(whole, iter(outcomes))
+    first_half = two_critic_session(tmp_path / "resumed", cfg)
+    for i, out in enumerate(outcomes[:90], start=301):
+        first_half.after_step(i, out, out.losses, {})
+    state = first_half.state_dict()
+    assert {"discriminator_collapse", "discriminator_collapse@w", "discriminator_overpowering"} <= set(state["checks"])
+    resumed = two_critic_session(tmp_path / "resumed", cfg)
+    resumed.load_state_dict(state)
+    resumed.truncate_after(390)
+    assert resumed.state_dict()["checks"] == state["checks"]  # unseen critics keep their state when saved again
+    for i, out in enumerate(outcomes[90:], start=391):
+        resumed.after_step(i, out, out.losses, {})
+    assert events(tmp_path / "whole") and events(tmp_path / "whole") == events(tmp_path / "resumed")

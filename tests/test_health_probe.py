@@ -24,7 +24,7 @@ from gankit.engine.jsonl import read_jsonl
 from gankit.engine.optim import OptimizerSet, parse_groups
 from gankit.engine.precision import Precision
 from gankit.engine.step import StepRunner
-from gankit.tasks.base import DiscriminatorReadout, LossTerms, OptimizerGroup, OutputPair, StepContext, Update
+from gankit.tasks.base import CriticReadout, LossTerms, OptimizerGroup, OutputPair, StepContext, Update
 from gankit.tasks.vocoder import GeneratorPass
 
 
@@ -108,12 +108,12 @@ class TinyTask:
 
     def discriminator_loss(
         self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], gen: GeneratorPass
-    ) -> tuple[LossTerms, DiscriminatorReadout]:
+    ) -> tuple[LossTerms, CriticReadout]:
         n = gen.real.shape[0]
         out = nets["disc"](torch.cat([gen.real, gen.fake.detach()]))
         per_sub = [((1 - s[:n]) ** 2).mean() + (s[n:] ** 2).mean() for s in out.scores]
         total = sum(per_sub, torch.zeros(()))
-        readout = DiscriminatorReadout([float(s[:n].detach().mean()) for s in out.scores],
+        readout = CriticReadout([float(s[:n].detach().mean()) for s in out.scores],
                                        [float(s[n:].detach().mean()) for s in out.scores],
                                        [float(v.detach()) for v in per_sub])
         return LossTerms(total=total, logs={"d/total": float(total.detach())}), readout

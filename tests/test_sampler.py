@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gankit.data.sampler import EpochBatchSampler, SampleKey
+from gankit.data.sampler import DomainBalancedSampler, EpochBatchSampler, SampleKey
 from gankit.errors import DataError
 
 
@@ -81,3 +81,45 @@ def test_invalid_settings_are_refused() -> None:
         EpochBatchSampler(10, 4, seed=0, rank=2, world_size=2)
     with pytest.raises(ValueError):
         EpochBatchSampler(10, 4, seed=0).set_epoch(0, skip_samples=-1)
+
+
+# Three domains of unequal size: 0 has 20 items, 1 has 7, 2 has 11 (interleaved, as a real list would be).
+DOMAINS = [0] * 20 + [1] * 7 + [2] * 11
+DOMAINS = [DOMAINS[(i * 7) % len(DOMAINS)] for i in range(len(DOMAINS))]
+
+
+def test_domain_balanced_batches_hold_every_domain_equally_on_every_rank() -> None:
+    for world in (1, 2):
+        for r in range(world):
+            sampler = DomainBalancedSampler(DOMAINS, 6, seed=4, rank=r, world_size=world)
+            batches = epoch(sampler, 0)
+            assert batches and len(batches) == len(sampler)
+            for batch in batches:
+                assert sorted(DOMAINS[k.index] for k in batch) == [0, 0, 1, 1, 2, 2]
+    # The largest domain sets the epoch's length and is visited once, without repetition.
+    sampler = DomainBalancedSampler(DOMAINS, 6, seed=4)
+    assert len(sampler) == 20 // 2
+    largest = [k.index for b in epoch(sampler, 0) for k in b if DOMAINS[k.index] == 0]
+    assert sorted(largest) == [i for i, d in enumerate(DOMAINS) if d == 0]
+    assert sampler.topped_up == (20 - 7) + (20 - 11)
+    assert indices(epoch(sampler, 0)) != indices(epoch(sampler, 1))
+
+
+def test_domain_balanced_ranks_see_what_one_process_sees_and_resume_across_world_sizes() -> None:
+    single = DomainBalancedSampler(DOMAINS, 6, seed=9)
+    ranks = [DomainBalancedSampler(DOMAINS, 3, seed=9, rank=r, world_size=2) for r in range(2)]
+    whole = epoch(single, 2)
+    parts = [epoch(s, 2) for s in ranks]
+    for j, batch in enumerate(whole):
+        union = sorted(k for r in parts for k in r[j])
+        assert union == sorted(batch)  # same items with the same SampleKey (crop) in either layout
+    done = 3 * 6
+    resumed = [epoch(s, 2, skip=done) for s in ranks]
+    assert [sorted(k for r in resumed for k in r[j]) for j in range(len(resumed[0]))] == [
+        sorted(b) for b in whole[3:]
+    ]
+
+
+def test_domain_balanced_refuses_a_batch_that_cannot_hold_every_domain() -> None:
+    with pytest.raises(DataError, match="multiple of the 3 domains"):
+        DomainBalancedSampler(DOMAINS, 4, seed=0)

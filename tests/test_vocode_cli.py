@@ -95,8 +95,22 @@ def test_another_systems_file_is_refused_by_name(generator_file, tmp_path):
     mels.mkdir()
     np.save(mels / "a.npy", ln_mel(8, 0))
     done = gankit("vocode", "--checkpoint", tmp_path / "generator_00000001.pt", mels, "--out-dir", tmp_path / "out")
-    assert done.returncode == 2 and "holds a 'dcgan' model, not a vocoder" in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 2 and "holds a 'dcgan' model" in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and not (tmp_path / "out" / "a.wav").exists()
+
+
+def test_the_registry_names_what_a_file_holds_and_which_commands_take_it(monkeypatch):
+    from gankit.errors import CheckpointError
+    from gankit.infer import registry
+
+    monkeypatch.setitem(registry.TASKS, "toy_images", registry.InferenceKind("image", "gankit.no_such", "sample"))
+    with pytest.raises(CheckpointError, match=r"holds a 'toy_images' model, not a vocoder \(hifigan, melgan\); "
+                                              r"vocode takes vocoders\. A 'toy_images' file is for: sample"):
+        registry.require_kind("toy_images", "vocoder", Path("g.pt"), "vocode takes vocoders")
+    with pytest.raises(CheckpointError, match="does not know"):
+        registry.require_kind("nobody", "vocoder", Path("g.pt"), "vocode takes vocoders")
+    assert registry.require_kind("melgan", "vocoder", Path("g.pt"), "-").module == "gankit.infer.vocoder"
+    assert registry.inference_module("hifigan").__name__ == "gankit.infer.vocoder"
 
 
 def test_bad_mel_exits_2_with_one_line_error(generator_file, tmp_path):

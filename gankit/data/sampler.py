@@ -114,3 +114,72 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[SampleKey]]):
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
         return self.epoch_batches(self.epoch, self.skip_samples)
+
+
+class DomainBalancedSampler(EpochBatchSampler):
+    """An `EpochBatchSampler` whose every rank's every batch holds `batch_size / D` items of each of D domains.
+
+    For tasks that train a network per domain (one decoder per domain, per-speaker statistics): a batch that
+    lacks a domain leaves its network without a gradient that step. Each domain's items are visited in their
+    own per-epoch permutation; an epoch lasts as long as the largest domain needs, smaller domains continue
+    with fresh permutations of themselves. Positions keep the single-process layout (global batch j holds D
+    blocks of k·W items, k = batch_size / D), and rank r takes the r-th k items of every block, so one process
+    with batch B·W sees exactly the union of what W ranks see, with the same `SampleKey` per item.
+    """
+
+    def __init__(
+        self,
+        domains: list[int] | np.ndarray,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        min_batches: int = 1,
+    ) -> None:
+        labels = np.asarray(domains, dtype=np.int64)
+        present = sorted(set(labels.tolist()))
+        if not present:
+            raise DataError("the training list has no usable items; check data.train_list / data.dir")
+        self.members = [np.flatnonzero(labels == d) for d in present]
+        self.n_domains = len(present)
+        if batch_size % self.n_domains:
+            raise DataError(
+                f"data.batch_size {batch_size} (per rank) must be a multiple of the {self.n_domains} domains, "
+                "so that every batch holds every domain equally"
+            )
+        super().__init__(len(labels), batch_size, seed, rank, world_size, min_batches)
+        self.per_domain = batch_size // self.n_domains  # k
+        block = self.per_domain * world_size
+        largest = max(len(m) for m in self.members)
+        self.global_batches = max(largest // block, min_batches)
+        self.epoch_length = self.global_batches * self.global_batch
+
+    @property
+    def topped_up(self) -> int:
+        """Positions per epoch that repeat an item of its domain (small domains cycle to the largest one's length)."""
+        return sum(max(0, self.global_batches * self.per_domain * self.world_size - len(m)) for m in self.members)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        rng = rng_for(self.seed, ORDER_STREAM, epoch)
+        block = self.per_domain * self.world_size
+        need = self.global_batches * block
+        streams = []
+        for members in self.members:
+            laps = -(-need // len(members))
+            streams.append(np.concatenate([rng.permutation(members) for _ in range(laps)])[:need])
+        order = np.empty(self.epoch_length, dtype=np.int64)
+        for j in range(self.global_batches):
+            for d, stream in enumerate(streams):
+                start = j * self.global_batch + d * block
+                order[start : start + block] = stream[j * block : (j + 1) * block]
+        return order
+
+    def epoch_batches(self, epoch: int, skip_samples: int = 0) -> Iterator[list[SampleKey]]:
+        order = self.epoch_order(epoch)
+        block = self.per_domain * self.world_size
+        offset = self.rank * self.per_domain
+        for first in range(skip_samples, self.epoch_length - self.global_batch + 1, self.global_batch):
+            positions = [
+                first + d * block + offset + i for d in range(self.n_domains) for i in range(self.per_domain)
+            ]
+            yield [SampleKey(epoch, p, int(order[p])) for p in positions]

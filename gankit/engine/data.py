@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gankit.data.sampler import REPLACED_KEY, EpochBatchSampler
+from gankit.data.sampler import REPLACED_KEY, DomainBalancedSampler, EpochBatchSampler
 from gankit.engine.distributed import DistContext
 from gankit.engine.settings import LoaderSettings
 from gankit.errors import GankitError
@@ -115,15 +115,28 @@ def build_train_data(
     min_batches: int = 1,
     log: Callable[[str], None] = print,
 ) -> TrainData:
-    """A loader of this rank's batches: `data.batch_size` per rank, `min_batches` batches per epoch at least."""
+    """A loader of this rank's batches: `data.batch_size` per rank, `min_batches` batches per epoch at least.
+
+    A dataset with an `item_domains` attribute (each item's domain index) gets a `DomainBalancedSampler`:
+    every batch on every rank holds every domain equally (docs/CONTRACTS.md, "data")."""
     n_items = len(dataset)  # type: ignore[arg-type]
-    sampler = EpochBatchSampler(
-        n_items, data.batch_size, seed, rank=dist.rank, world_size=dist.world_size, min_batches=min_batches
-    )
+    domains = getattr(dataset, "item_domains", None)
+    sampler: EpochBatchSampler
+    if domains is not None:
+        sampler = DomainBalancedSampler(
+            list(domains), data.batch_size, seed, rank=dist.rank, world_size=dist.world_size, min_batches=min_batches
+        )
+        note = (f"the {sampler.n_domains} domains differ in size or are smaller than an epoch needs; each epoch "
+                f"repeats {sampler.topped_up} items of its domain so that every batch holds every domain equally")
+    else:
+        sampler = EpochBatchSampler(
+            n_items, data.batch_size, seed, rank=dist.rank, world_size=dist.world_size, min_batches=min_batches
+        )
+        note = (f"{n_items} training items are fewer than the {sampler.epoch_length} an epoch needs "
+                f"({sampler.global_batches} batch(es) of {sampler.global_batch}); each epoch is topped up with "
+                f"{sampler.topped_up} items drawn with replacement")
     if sampler.topped_up and dist.is_main:
-        log(f"data: {n_items} training items are fewer than the {sampler.epoch_length} an epoch needs "
-            f"({sampler.global_batches} batch(es) of {sampler.global_batch}); each epoch is topped up with "
-            f"{sampler.topped_up} items drawn with replacement")
+        log(f"data: {note}")
     loader = TrainLoader(
         dataset,
         batch_sampler=sampler,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
@@ -21,6 +22,7 @@ from gankit.engine.health.probe import find_unused_parameters
 from gankit.engine.health.record import AudioStats, StepRecord
 from gankit.engine.health.settings import HealthSettings
 from gankit.engine.step import StepOutcome
+from gankit.tasks.base import CriticReadout
 
 if TYPE_CHECKING:
     from gankit.engine.run_dir import RunDirectory
@@ -39,6 +41,11 @@ def _discriminator_names(keys: tuple[str, ...], nets: Mapping[str, nn.Module]) -
             return None
         names.extend(f"{key}.{i}" for i in range(len(subs)))
     return names
+
+
+def _critic_key(kind: str, group: str) -> str:
+    """A critic check's key in the saved state: the plain kind for group "d" (as saved before critics had names)."""
+    return kind if group == "d" else f"{kind}@{group}"
 
 
 def _short(layer: str, parameter: str) -> str:
@@ -72,11 +79,14 @@ class HealthSession:
         self.nets = nets
         self.dist = dist
         self.console = console
-        # Optimizer group → the networks it steps. The adversarial checks read the critic readout of group "d"
-        # and the output statistics of group "g" (docs/CONTRACTS.md, "health").
+        # Optimizer group → the networks it steps. A group whose updates return a CriticReadout is a critic: it
+        # gets its own collapse/overpowering checks when its first readout arrives (docs/CONTRACTS.md, "health").
         self.groups: dict[str, tuple[str, ...]] = {g.name: tuple(g.networks) for g in task.optimizer_groups()}
         s = self.settings
+        self.critic_prefixes: set[str] = set()  # "d/": the critics' own losses, which loss_spike leaves alone
         self.checks: list[Check] = self._build_checks() if s.enabled else []
+        self.critic_checks: dict[str, list[Check]] = {}
+        self._saved_critic_states: dict[str, Any] = {}  # states of critics not seen yet since a resume
         wants_layers = s.layer_grads or (s.enabled and s.dead_layers.enabled)
         optimised = [k for keys in self.groups.values() for k in keys]
         self.layer_norms = LayerGradNorms(nets, optimised) if wants_layers else None
@@ -92,18 +102,6 @@ class HealthSession:
     def _build_checks(self) -> list[Check]:
         s = self.settings
         checks: list[Check] = []
-        adversarial = getattr(self.task, "adversarial", None)
-        if adversarial is not None and self.groups.get("d"):
-            l0 = float(adversarial.no_information_d_loss)
-            # The score separation the objective aims for: LSGAN with targets a, b has L0 = (b − a)²/2,
-            # so sqrt(2·L0) is b − a (1 for HiFi-GAN's 0/1); hinge's L0 = 2 gives 2, its ±1 margins.
-            scale = float(getattr(adversarial, "score_scale", None) or math.sqrt(2.0 * l0))
-            names = _discriminator_names(self.groups["d"], self.nets)
-            objective = str(getattr(adversarial, "name", "adversarial"))
-            if s.discriminator_collapse.enabled:
-                checks.append(DiscriminatorCollapseCheck(s.discriminator_collapse, l0, scale, names, objective))
-            if s.discriminator_overpowering.enabled:
-                checks.append(DiscriminatorOverpoweringCheck(s.discriminator_overpowering, l0, names))
         if s.dc_offset.enabled:
             checks.append(DcOffsetCheck(s.dc_offset))
         if s.mode_collapse.enabled:
@@ -113,8 +111,30 @@ class HealthSession:
         if s.confusion_classifier_wins.enabled or s.auxiliary_classifier_at_chance.enabled:
             checks.append(ClassifierCheck(s.confusion_classifier_wins, s.auxiliary_classifier_at_chance))
         if s.loss_spike.enabled or s.divergence.enabled:
-            critics = "d/" if adversarial is not None and self.groups["d"] else None  # the critics' log names
-            checks.append(LossSpikeCheck(s.loss_spike, s.divergence, critic_prefix=critics))
+            checks.append(LossSpikeCheck(s.loss_spike, s.divergence, critic_prefixes=self.critic_prefixes))
+        return checks
+
+    def _critic(self, group: str, readout: CriticReadout) -> list[Check]:
+        """The adversarial checks of critic `group`, built from its first readout (its objective's values)."""
+        if group in self.critic_checks:
+            return self.critic_checks[group]
+        s = self.settings
+        self.critic_prefixes.add(f"{group}/")
+        l0 = readout.no_information_loss
+        # The score separation the objective aims for: LSGAN with targets a, b has L0 = (b − a)²/2, so
+        # sqrt(2·L0) is b − a (1 for HiFi-GAN's 0/1); hinge's L0 = 2 gives 2, its ±1 margins. Without an
+        # L0 (WGAN) the task states the scale; 1 otherwise.
+        scale = readout.score_scale or (math.sqrt(2.0 * l0) if l0 is not None else 1.0)
+        names = readout.sub_names or _discriminator_names(self.groups.get(group, ()), self.nets)
+        checks: list[Check] = []
+        if s.discriminator_collapse.enabled:
+            checks.append(DiscriminatorCollapseCheck(s.discriminator_collapse, l0, scale, names, readout.objective,
+                                                     critic=group))
+        if s.discriminator_overpowering.enabled and l0 is not None:  # "≈ 0 loss" means nothing without an L0
+            checks.append(DiscriminatorOverpoweringCheck(s.discriminator_overpowering, l0, names, critic=group))
+        for check in checks:
+            check.load_state_dict(dict(self._saved_critic_states.pop(_critic_key(check.kinds[0], group), {})))
+        self.critic_checks[group] = checks
         return checks
 
     # --- inside a step ---------------------------------------------------------------------------
@@ -138,8 +158,12 @@ class HealthSession:
         self.last_layer_grads = layer_grads if self.settings.layer_grads else {}
         if not self.settings.enabled:
             return "continue"
-        record = self._record(step, outcome, losses, lr, layer_grads)
+        record, critics = self._record(step, outcome, losses, lr, layer_grads)
         findings = self.gate.end_step()
+        for group, (readout, scores) in critics.items():
+            critic_record = replace(record, d_real_scores=scores[0], d_fake_scores=scores[1], d_losses=scores[2])
+            for check in self._critic(group, readout):
+                findings.extend(check.observe(critic_record))
         for check in self.checks:
             findings.extend(check.observe(record))
         action = "continue"
@@ -160,14 +184,15 @@ class HealthSession:
         losses: Mapping[str, float],
         lr: Mapping[str, float],
         layer_grads: dict[str, float],
-    ) -> StepRecord:
-        # Readout and audio come from this rank's last micro-batch: average them over ranks (one small
+    ) -> tuple[StepRecord, dict[str, tuple[CriticReadout, tuple[list[float], list[float], list[float]]]]]:
+        """The step's record, and per critic group its readout and rank-averaged (real, fake, loss) scores."""
+        # Readouts and outputs come from this rank's last micro-batch: average them over ranks (one small
         # all-reduce) so every rank's checks see the same numbers and reach the same verdicts.
         local: dict[str, float] = {}
-        readout = outcome.readout
-        if readout is not None:
+        for group, readout in sorted(outcome.critics.items()):
             for i, (r, f, d) in enumerate(zip(readout.real_scores, readout.fake_scores, readout.losses, strict=True)):
-                local[f"real/{i:03d}"], local[f"fake/{i:03d}"], local[f"loss/{i:03d}"] = r, f, d
+                local[f"{group}/real/{i:03d}"], local[f"{group}/fake/{i:03d}"] = r, f
+                local[f"{group}/loss/{i:03d}"] = d
         images = outcome.outputs is not None and outcome.outputs.kind == "image"
         if images and self.settings.mode_collapse.enabled:
             assert outcome.outputs is not None
@@ -181,7 +206,11 @@ class HealthSession:
             local[f"classifier/{network}"] = float(c.accuracy)
         if local:
             local = self.dist.mean(local)
-        n = len(readout.losses) if readout is not None else 0
+        critics = {}
+        for group, readout in sorted(outcome.critics.items()):
+            n = len(readout.losses)
+            scores = tuple([local[f"{group}/{what}/{i:03d}"] for i in range(n)] for what in ("real", "fake", "loss"))
+            critics[group] = (readout, scores)
         record = StepRecord(
             step=step,
             losses=dict(losses),
@@ -190,11 +219,8 @@ class HealthSession:
             grad_norms=dict(outcome.grad_norms),
             layer_grad_norms=layer_grads,
             lr=dict(lr),
+            critic_groups=frozenset(critics),
         )
-        if readout is not None:
-            record.d_real_scores = [local[f"real/{i:03d}"] for i in range(n)]
-            record.d_fake_scores = [local[f"fake/{i:03d}"] for i in range(n)]
-            record.d_losses = [local[f"loss/{i:03d}"] for i in range(n)]
         record.image_stats = {k.removeprefix("image/"): v for k, v in local.items() if k.startswith("image/")}
         owner = {k: g for g, nets in self.groups.items() for k in nets}
         record.classifiers = {network: (local[f"classifier/{network}"], float(c.chance), c.role, owner.get(network, ""))
@@ -204,7 +230,7 @@ class HealthSession:
                                            local["fake_audio/flatness"])
             record.real_audio = AudioStats(local["real_audio/mean"], local["real_audio/std"],
                                            local["real_audio/flatness"])
-        return record
+        return record, critics  # type: ignore[return-value]
 
     def _emit(self, step: int, finding: Finding) -> str:
         """Write the finding as an event (unless rate-limited) and return what it asks of the trainer."""
@@ -280,7 +306,12 @@ class HealthSession:
         return {
             "version": STATE_VERSION,
             "step": self.step,
-            "checks": {check.kinds[0]: check.state_dict() for check in self.checks},
+            "checks": {
+                **{check.kinds[0]: check.state_dict() for check in self.checks},
+                **self._saved_critic_states,  # critics not seen since a resume keep what they had
+                **{_critic_key(check.kinds[0], group): check.state_dict()
+                   for group, checks in self.critic_checks.items() for check in checks},
+            },
             "nonfinite": self.gate.state_dict(),
             "rate_limits": self.limiter.state_dict(),
         }
@@ -290,9 +321,13 @@ class HealthSession:
         if not state:
             return
         self.step = int(state.get("step", 0))
-        saved = state.get("checks", {})
+        saved = dict(state.get("checks", {}))
         for check in self.checks:
-            check.load_state_dict(dict(saved.get(check.kinds[0], {})))
+            check.load_state_dict(dict(saved.pop(check.kinds[0], {})))
+        self._saved_critic_states = saved  # adversarial checks: restored when their critic's readout comes
+        for group, checks in self.critic_checks.items():
+            for check in checks:
+                check.load_state_dict(dict(self._saved_critic_states.pop(_critic_key(check.kinds[0], group), {})))
         self.gate.load_state_dict(dict(state.get("nonfinite", {})))
         self.limiter.load_state_dict(dict(state.get("rate_limits", {})))
 

@@ -14,7 +14,7 @@ from torch import nn
 from gankit.engine.distributed import DistContext
 from gankit.engine.optim import OptimizerSet
 from gankit.engine.precision import Precision
-from gankit.tasks.base import ClassifierReadout, DiscriminatorReadout, GanTask, OutputPair, StepContext, Update
+from gankit.tasks.base import ClassifierReadout, CriticReadout, GanTask, OutputPair, StepContext, Update
 
 # (step, losses, grad norms) → True when the update must be skipped (the health monitor decides).
 SkipCheck = Callable[[int, dict[str, float], dict[str, float]], bool]
@@ -27,7 +27,7 @@ class StepOutcome:
     stepped: set[str] = field(default_factory=set)  # optimizer groups whose update was applied
     trained: set[str] = field(default_factory=set)  # optimizer groups trained this step (applied or skipped)
     skipped: set[str] = field(default_factory=set)  # groups whose update was skipped, or "<group>_held" (apply=False)
-    readout: DiscriminatorReadout | None = None
+    critics: dict[str, CriticReadout] = field(default_factory=dict)  # critic group → its last readout
     outputs: OutputPair | None = None
     classifiers: dict[str, ClassifierReadout] = field(default_factory=dict)  # network → its last readout
 
@@ -151,7 +151,7 @@ class StepRunner:
                     _backward(self.precision.scale(terms.total / len(batches)))
                     _accumulate(logs[update.group], terms.logs, 1.0 / len(batches))
                     if terms.readout is not None:
-                        out.readout = terms.readout
+                        out.critics[update.group] = terms.readout
                     for readout in terms.classifiers:
                         out.classifiers[readout.network] = readout
                     if terms.outputs is not None:

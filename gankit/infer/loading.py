@@ -34,6 +34,7 @@ from gankit.checkpoint_io import (
     safe_load,
 )
 from gankit.errors import CheckpointError, ConfigError
+from gankit.infer.registry import require_kind, tasks_of_kind
 
 MANIFEST = "manifest.json"
 _ORIGINAL_G = re.compile(r"^g_(\d+)$")
@@ -161,16 +162,14 @@ def _field(obj: dict[str, Any], key: str, kind: type, path: Path) -> Any:
     return value
 
 
-# Inference files by the task that exported them (the "task" field): these are vocoders. Another system's file
+# Inference files by the task that exported them (the "task" field, infer/registry.py). Another system's file
 # is refused by name, without importing any of its code.
-VOCODER_TASKS = ("hifigan", "melgan")
+VOCODER_TASKS = tasks_of_kind("vocoder")
 
 
 def _vocoder_task(obj: dict[str, Any], path: Path) -> str:
     task = _field(obj, "task", str, path)
-    if task not in VOCODER_TASKS:
-        raise CheckpointError(f"{path}: holds a '{task}' model, not a vocoder ({', '.join(VOCODER_TASKS)}); "
-                              "vocode and resynth take vocoder checkpoints.")
+    require_kind(task, "vocoder", path, "vocode and resynth take vocoder checkpoints")
     return task
 
 

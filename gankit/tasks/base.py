@@ -45,12 +45,23 @@ class StepContext:
 
 
 @dataclass
-class DiscriminatorReadout:
-    """Per sub-discriminator summaries the health monitor reads (means of D scores and D losses)."""
+class CriticReadout:
+    """What a critic's (discriminator's) update says about the adversarial balance, per sub-discriminator: mean
+    scores on real and generated data and the loss. The optimizer group that returns it is the critic the
+    health monitor judges (collapse, overpowering), with the objective's own reference values:
+    `no_information_loss` is the loss per sub-discriminator when its scores carry no information (LSGAN 0.5,
+    hinge 2.0, BCE 2·ln 2); None where the objective has none (WGAN), and then collapse is judged by the score
+    gap and the gradients alone. `score_scale` is the real−fake separation the objective aims for (None:
+    sqrt(2·no_information_loss), right for LSGAN and hinge). `sub_names` label the entries ("mpd.0"); None:
+    the engine derives them from the group's networks where each lists its `discriminators`."""
 
     real_scores: list[float]
     fake_scores: list[float]
     losses: list[float]
+    no_information_loss: float | None = None
+    score_scale: float | None = None
+    objective: str = "adversarial"
+    sub_names: list[str] | None = None
 
 
 @dataclass
@@ -80,11 +91,12 @@ class OutputPair:
 @dataclass
 class LossTerms:
     """A loss to back-propagate, the detached scalars to log (names like "g/mel", "d/mpd_0"), and what the
-    health monitor may read of this update: a discriminator readout, the generated/real output, classifiers."""
+    health monitor may read of this update: a critic readout (this group is then a critic), the generated/real
+    output, classifiers."""
 
     total: Tensor
     logs: dict[str, float] = field(default_factory=dict)
-    readout: DiscriminatorReadout | None = None
+    readout: CriticReadout | None = None
     outputs: OutputPair | None = None
     classifiers: list[ClassifierReadout] = field(default_factory=list)
 

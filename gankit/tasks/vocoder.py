@@ -22,7 +22,7 @@ from gankit.settings import from_mapping
 from gankit.tasks.base import (
     AdversarialObjective,
     AudioItem,
-    DiscriminatorReadout,
+    CriticReadout,
     LossTerms,
     MediaItem,
     OptimizerGroup,
@@ -237,10 +237,14 @@ class VocoderGanTask:
 
     def discriminator_loss(
         self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], gen: GeneratorPass
-    ) -> tuple[LossTerms, DiscriminatorReadout]:
+    ) -> tuple[LossTerms, CriticReadout]:
         total = gen.real.new_zeros(())
         logs: dict[str, float] = {}
-        readout = DiscriminatorReadout(real_scores=[], fake_scores=[], losses=[])
+        objective = self.adversarial
+        readout = CriticReadout(
+            real_scores=[], fake_scores=[], losses=[], no_information_loss=objective.no_information_d_loss,
+            score_scale=getattr(objective, "score_scale", None), objective=objective.name,
+        )
         n = gen.real.shape[0]
         for key in self.discriminator_keys:
             out = nets[key](torch.cat([gen.real, gen.fake.detach()], dim=0))

@@ -7,6 +7,7 @@ switches off after `id_steps` steps. Data: 2-D points from two labelled Gaussian
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,11 +17,14 @@ from torch import nn
 
 from gankit.data.sampler import SampleKey, rng_for
 from gankit.tasks.base import (
+    AudioItem,
     ClassifierReadout,
+    CriticReadout,
     ImageItem,
     LossTerms,
     OptimizerGroup,
     OutputPair,
+    SpectrogramItem,
     StepContext,
     Update,
     ValidationResult,
@@ -54,13 +58,27 @@ class Points(torch.utils.data.Dataset):
         return {"x": point, "label": torch.tensor(label), "id": f"p{index}", **extra}
 
 
+def histogram(points: torch.Tensor, size: int = 16, extent: float = 4.0) -> torch.Tensor:
+    """2-D points drawn as a [1, size, size] image in [0, 1] (counts over [-extent, extent]², brightest = 1)."""
+    cells = ((points.detach().float() + extent) / (2 * extent) * size).long().clamp(0, size - 1)
+    image = torch.zeros(size, size)
+    image.index_put_((size - 1 - cells[:, 1], cells[:, 0]), torch.ones(len(cells)), accumulate=True)
+    return (image / image.max().clamp_min(1)).unsqueeze(0)
+
+
+def tone(points: torch.Tensor, sample_rate: int = 8000, seconds: float = 0.25) -> torch.Tensor:
+    """A point heard: a sine at 200·(1 + |point|) Hz per point, one after another, as one waveform [T]."""
+    t = torch.arange(int(sample_rate * seconds)) / sample_rate
+    return torch.cat([0.5 * torch.sin(2 * math.pi * 200 * (1 + float(p.norm())) * t) for p in points.detach()])
+
+
 def mlp(inputs: int, outputs: int, hidden: int = 16) -> nn.Module:
     return nn.Sequential(nn.Linear(inputs, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, outputs))
 
 
 class ThreeGroupTask:
     name = "toy_three_groups"
-    best_metric = ("val/none", "min")
+    best_metric = ("val/mean_distance", "min")
     progress_keys: Mapping[str, str] = {"g/total": "g", "d/total": "d", "c/ce": "c"}
     ema_networks = ("generator",)
 
@@ -99,11 +117,15 @@ class ThreeGroupTask:
                                         self.classifier_role)  # type: ignore[arg-type]
             return LossTerms(ce, {"c/ce": float(ce.detach()), "c/accuracy": accuracy}, classifiers=[readout])
         if group == "d":
-            wasserstein = nets["critic"](fake.detach()).float().mean() - nets["critic"](real).float().mean()
+            real_score, fake_score = nets["critic"](real).float().mean(), nets["critic"](fake.detach()).float().mean()
+            wasserstein = fake_score - real_score
             gp = self.gradient_penalty(nets["critic"], real, fake.detach(), batch["alpha"])
             total = wasserstein + self.gp_weight * gp
+            # WGAN has no no-information loss: the health monitor judges this critic by score gap and gradients.
+            critic = CriticReadout([float(real_score.detach())], [float(fake_score.detach())],
+                                   [float(wasserstein.detach())], no_information_loss=None, objective="wgan-gp")
             return LossTerms(total, {"d/w": float(wasserstein.detach()), "d/gp": float(gp.detach()),
-                                     "d/total": float(total.detach())})
+                                     "d/total": float(total.detach())}, readout=critic)
         total = -nets["critic"](fake).float().mean()
         logs = {"g/adv": float(total.detach())}
         if ctx.step < self.id_steps:  # a loss term on only for the first id_steps steps (step-aware losses)
@@ -123,11 +145,20 @@ class ThreeGroupTask:
         return ((grad.float().norm(dim=1) - 1) ** 2).mean()
 
     def build_datasets(self, seed: int, log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, Any]]]:
-        return Points(self.size, seed, self.random_labels), []
+        points = Points(self.size, seed, self.random_labels)
+        items = [points[i] for i in range(8)]
+        validation = {"x": torch.stack([i["x"] for i in items]), "z": torch.stack([i["z"] for i in items])}
+        return points, [validation]
 
     def validate(self, nets: Mapping[str, nn.Module], batches: Sequence[Mapping[str, Any]],
                  is_new_best: Callable[[Mapping[str, float]], bool]) -> ValidationResult:
-        raise AssertionError("this task has no validation batches")
+        """The distance between generated and real means, and both point clouds drawn as 16×16 histograms."""
+        [batch] = batches
+        fake = nets["generator"](batch["z"]).float()
+        distance = float((fake.mean(0) - batch["x"].mean(0)).norm())
+        return ValidationResult({"val/mean_distance": distance},
+                                [ImageItem(histogram(fake), "points", "generated"),
+                                 ImageItem(histogram(batch["x"]), "points", "data", role="reference")])
 
     def export(self, nets: Mapping[str, nn.Module], step: int) -> dict[str, Any]:
         return {"format": "gankit", "kind": "generator", "version": 1, "task": self.name, "step": step,
@@ -156,8 +187,10 @@ def toy_config(*, steps: int, **train: Any) -> dict[str, Any]:
 class DomainPoints(torch.utils.data.Dataset):
     """Points of two domains (item i is domain i % 2: a ring of radius 1 or 3), one domain per item."""
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int, balanced: bool = True) -> None:
         self.size, self.seed = size, seed
+        if balanced:  # the engine then gives every batch both domains (DomainBalancedSampler)
+            self.item_domains = [i % 2 for i in range(size)]
 
     def __len__(self) -> int:
         return self.size
@@ -175,10 +208,11 @@ class DomainPoints(torch.utils.data.Dataset):
 class TwoDecoderTask:
     """An encoder, one decoder per domain and a domain-confusion classifier on the latent (the Universal Music
     Translation recipe in miniature): groups "ae" (encoder + decoders, reconstruction − λ·confusion CE) and
-    "confusion" (the classifier on detached latents). Items hold one domain each, so a batch may lack a domain:
-    each decoder is called on every rank every step (on no items where its domain is missing), DDP is told to
-    look for unused parameters, and the unused-parameter probe runs on `probe_batch`, one item per domain.
-    `toy.route_all_to: a` is the broken recipe: every item decoded by decoder A, so B never trains."""
+    "confusion" (the classifier on detached latents). Items hold one domain each; the dataset declares them
+    (`item_domains`), so every batch holds both domains equally. With `toy.balanced: false` a batch may lack a
+    domain: each decoder is still called on every rank every step (on no items where its domain is missing), DDP
+    is told to look for unused parameters, and the unused-parameter probe runs on `probe_batch`, one item per
+    domain. `toy.route_all_to: a` is the broken recipe: every item decoded by decoder A, so B never trains."""
 
     name = "toy_two_decoders"
     best_metric = ("val/recon", "min")
@@ -191,6 +225,7 @@ class TwoDecoderTask:
         self.route_all_to = toy.get("route_all_to")  # None (correct) or "a" (the broken recipe)
         self.confusion_weight = float(toy.get("confusion_weight", 0.01))
         self.size = int(toy.get("points", 16))
+        self.balanced = bool(toy.get("balanced", True))
         self.dataset: DomainPoints | None = None
 
     def build_networks(self) -> dict[str, nn.Module]:
@@ -232,8 +267,10 @@ class TwoDecoderTask:
         return LossTerms(total, {"ae/recon": float(recon.detach()), "ae/total": float(total.detach())})
 
     def build_datasets(self, seed: int, log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, Any]]]:
-        self.dataset = DomainPoints(self.size, seed)
-        return self.dataset, []
+        self.dataset = DomainPoints(self.size, seed, self.balanced)
+        items = [self.dataset[i] for i in range(4)]
+        validation = {"x": torch.stack([i["x"] for i in items]), "domain": torch.stack([i["domain"] for i in items])}
+        return self.dataset, [validation]
 
     def probe_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """One item of each domain (items 0 and 1), whatever the example batch holds."""
@@ -245,7 +282,19 @@ class TwoDecoderTask:
 
     def validate(self, nets: Mapping[str, nn.Module], batches: Sequence[Mapping[str, Any]],
                  is_new_best: Callable[[Mapping[str, float]], bool]) -> ValidationResult:
-        raise AssertionError("this task has no validation batches")
+        """Reconstruction error, and per domain its points heard as tones (source and reconstruction) with the
+        reconstruction's spectrogram: audio and spectrogram media from a task that is not a vocoder."""
+        [batch] = batches
+        out = self._decode(nets, nets["encoder"](batch["x"]), batch["domain"]).float()
+        media: list[Any] = []
+        for d, name in enumerate(("domain a", "domain b")):
+            rows = batch["domain"] == d
+            wave = tone(out[rows])
+            spectrum = torch.stft(wave, 256, 64, window=torch.hann_window(256), return_complex=True).abs()
+            media += [AudioItem(tone(batch["x"][rows]), 8000, name, "input", role="source"),
+                      AudioItem(wave, 8000, name, "reconstruction"),
+                      SpectrogramItem(spectrum.clamp_min(1e-5).log(), "log-stft", name, "reconstruction")]
+        return ValidationResult({"val/recon": float(F.mse_loss(out, batch["x"]))}, media)
 
     def export(self, nets: Mapping[str, nn.Module], step: int) -> dict[str, Any]:
         return {"format": "gankit", "kind": "generator", "version": 1, "task": self.name, "step": step,
@@ -338,7 +387,11 @@ class ImageGanTask:
             fake_logits = self._run(nets["discriminator"], fake.detach()).float()
             total = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                      + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
-            return LossTerms(total, {"d/total": float(total.detach())})
+            # Scores as probabilities (real → 1, fake → 0: separation 1); no information: both 0.5, loss 2·ln 2.
+            critic = CriticReadout([float(real_logits.detach().sigmoid().mean())],
+                                   [float(fake_logits.detach().sigmoid().mean())], [float(total.detach())],
+                                   no_information_loss=2 * math.log(2), score_scale=1.0, objective="bce")
+            return LossTerms(total, {"d/total": float(total.detach())}, readout=critic)
         logits = self._run(nets["discriminator"], fake).float()
         adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
         return LossTerms(adv, {"g/adv": float(adv.detach())}, outputs=OutputPair(fake, real, kind="image"))

@@ -1,4 +1,6 @@
-"""Checks on the adversarial balance: the discriminator collapsing (no longer discriminating) or overpowering."""
+"""Checks on the adversarial balance of one critic (an optimizer group whose updates return a `CriticReadout`):
+the discriminator collapsing (no longer discriminating) or overpowering. The health session builds one pair per
+critic and hands each the records of its own critic (`StepRecord.d_*`)."""
 
 from __future__ import annotations
 
@@ -17,15 +19,20 @@ def label_subs(names: list[str] | None, indices: list[int], count: int) -> list[
     return [names[i] for i in indices]
 
 
-def _d_record_usable(record: StepRecord) -> bool:
-    """Only steps that optimised D, with a complete and finite readout, say anything about D."""
-    if "d" not in record.trained or record.d_losses is None:
+def _d_record_usable(record: StepRecord, critic: str) -> bool:
+    """Only steps that optimised the critic, with a complete and finite readout, say anything about it."""
+    if critic not in record.trained or record.d_losses is None:
         return False
     if record.d_real_scores is None or record.d_fake_scores is None:
         return False
     if not (len(record.d_losses) == len(record.d_real_scores) == len(record.d_fake_scores)):
         return False
     return all_finite(record.d_losses + record.d_real_scores + record.d_fake_scores)
+
+
+def _rate_key(kind: str, critic: str) -> str:
+    """Events of one kind are rate-limited per critic ("d" keeps the plain kind, as runs before critics had names)."""
+    return kind if critic == "d" else f"{kind}@{critic}"
 
 
 class DiscriminatorCollapseCheck(Check):
@@ -35,7 +42,8 @@ class DiscriminatorCollapseCheck(Check):
     A D with learning rate 0 (or frozen) scores real and fake alike and its loss stays at or above the
     no-information value; a D that fell asleep outputs the no-information constant, so its gradients
     vanish as well. Any single signal alone is normal somewhere in healthy training (near equilibrium
-    some sub-discriminators sit close to the no-information loss), hence two are required.
+    some sub-discriminators sit close to the no-information loss), hence two are required. An objective
+    without a no-information loss (WGAN: `no_information_loss` None) has the other two only, so both must hold.
     """
 
     kinds = ("discriminator_collapse",)
@@ -43,16 +51,18 @@ class DiscriminatorCollapseCheck(Check):
     def __init__(
         self,
         settings: CollapseSettings,
-        no_information_loss: float,
+        no_information_loss: float | None,
         score_scale: float,
         sub_names: list[str] | None = None,
         objective: str = "adversarial",
+        critic: str = "d",
     ) -> None:
         self.s = settings
-        self.l0 = float(no_information_loss)
+        self.l0 = None if no_information_loss is None else float(no_information_loss)
         self.scale = float(score_scale)
         self.names = sub_names
         self.objective = objective
+        self.critic = critic
         self.d_steps = 0
         self.grad_reference: float | None = None
         self._losses: list[Window] = []
@@ -60,10 +70,10 @@ class DiscriminatorCollapseCheck(Check):
         self._grad = Window(settings.window)
 
     def observe(self, record: StepRecord) -> list[Finding]:
-        if not _d_record_usable(record):
+        if not _d_record_usable(record, self.critic):
             return []
         assert record.d_losses is not None and record.d_real_scores is not None and record.d_fake_scores is not None
-        grad = record.grad_norms.get("d", math.nan)
+        grad = record.grad_norms.get(self.critic, math.nan)
         self.d_steps += 1
         if self.d_steps <= self.s.grace:
             return []
@@ -83,7 +93,8 @@ class DiscriminatorCollapseCheck(Check):
         if self.grad_reference is None and self._grad.full:
             self.grad_reference = grad_med  # D's gradient scale when it started being judged
         need = max(1, math.ceil(self.s.min_fraction * n))
-        at_l0 = [i for i in range(n) if loss_med[i] >= (1.0 - self.s.loss_tolerance) * self.l0]
+        l0 = self.l0
+        at_l0 = [] if l0 is None else [i for i in range(n) if loss_med[i] >= (1.0 - self.s.loss_tolerance) * l0]
         no_gap = [i for i in range(n) if gap_med[i] <= self.s.gap_tolerance * self.scale]
         evidence = []
         if len(at_l0) >= need:
@@ -104,16 +115,18 @@ class DiscriminatorCollapseCheck(Check):
             if self.grad_reference is not None
             else ""
         )
+        loss_text = (f"its loss sits at {mean_loss:.3g} per sub-discriminator, the no-information value being "
+                     f"{l0:.3g}" if l0 is not None else f"its loss sits at {mean_loss:.3g} per sub-discriminator")
+        lr = f"optim.{self.critic}.lr"
         message = (
-            f"the discriminator has stopped discriminating on {len(which)} of {n} sub-discriminators "
-            f"({', '.join(names)}) over the last {self.s.window} steps: its mean scores on real and generated audio "
-            f"differ by {mean_gap:.3g} (the {self.objective} loss separates them by about {self.scale:.3g}) and its "
-            f"loss sits at {mean_loss:.3g} per sub-discriminator, the no-information value being {self.l0:.3g}"
-            f"{grad_text}. The generator gets no useful adversarial signal and may drift to audio whose mel "
-            "looks right but sounds wrong. Try: check that the discriminator really receives the generated audio "
-            "and that optim.d.lr is not 0 (and D's parameters are not frozen); rebalance "
-            "optim.d.lr against optim.g.lr; raise loss.lambda_fm; if it followed a loss "
-            "spike, resume from an earlier checkpoint."
+            f"{self._who()} has stopped discriminating on {len(which)} of {n} sub-discriminators "
+            f"({', '.join(names)}) over the last {self.s.window} steps: its mean scores on real and generated data "
+            f"differ by {mean_gap:.3g} (the {self.objective} loss separates them by about {self.scale:.3g}) and "
+            f"{loss_text}{grad_text}. The generator gets no useful adversarial signal and may drift to output that "
+            "fits its other losses but sounds (or looks) wrong. Try: check that the discriminator really receives "
+            f"the generated output and that {lr} is not 0 (and its parameters are not frozen); rebalance "
+            f"{lr} against the generator's learning rate; raise the feature-matching or reconstruction weights; "
+            "if it followed a loss spike, resume from an earlier checkpoint."
         )
         values: dict[str, Any] = {
             "sub_discriminators": names,
@@ -125,8 +138,13 @@ class DiscriminatorCollapseCheck(Check):
             "d_grad_norm": grad_med,
             "d_grad_norm_reference": self.grad_reference,
             "window": self.s.window,
+            "critic": self.critic,
         }
-        return [Finding("discriminator_collapse", "warning", message, values)]
+        return [Finding("discriminator_collapse", "warning", message, values, rate_key=_rate_key(
+            "discriminator_collapse", self.critic))]
+
+    def _who(self) -> str:
+        return "the discriminator" if self.critic == "d" else f"the discriminator of group '{self.critic}'"
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -156,16 +174,20 @@ class DiscriminatorOverpoweringCheck(Check):
         settings: OverpoweringSettings,
         no_information_loss: float,
         sub_names: list[str] | None = None,
+        critic: str = "d",
+        generator_loss: str = "g/adv",
     ) -> None:
         self.s = settings
         self.l0 = float(no_information_loss)
         self.names = sub_names
+        self.critic = critic
+        self.generator_loss = generator_loss
         self.d_steps = 0
         self._losses: list[Window] = []
         self._adv = Window(settings.window)  # g/adv over the same D-optimised steps
 
     def observe(self, record: StepRecord) -> list[Finding]:
-        if not _d_record_usable(record):
+        if not _d_record_usable(record, self.critic):
             return []
         assert record.d_losses is not None
         self.d_steps += 1
@@ -176,7 +198,7 @@ class DiscriminatorOverpoweringCheck(Check):
             self._losses = [Window(self.s.window) for _ in range(n)]
         for i in range(n):
             self._losses[i].push(record.d_losses[i])
-        adv = record.losses.get("g/adv")
+        adv = record.losses.get(self.generator_loss)
         if adv is not None:
             self._adv.push(adv)
         if not self._losses[0].full:
@@ -196,13 +218,15 @@ class DiscriminatorOverpoweringCheck(Check):
         adv_text = ""
         if math.isfinite(early):
             adv_text = f" while the generator's adversarial loss went from {early:.3g} to {late:.3g}"
+        who = "the discriminator" if self.critic == "d" else f"the discriminator of group '{self.critic}'"
+        lr = f"optim.{self.critic}.lr"
         message = (
-            f"the discriminator wins outright: over the last {self.s.window} steps its loss is {mean_loss:.3g} per "
+            f"{who} wins outright: over the last {self.s.window} steps its loss is {mean_loss:.3g} per "
             f"sub-discriminator on {len(near_zero)} of {n} ({', '.join(names)}; no-information value {self.l0:.3g})"
             f"{adv_text}. Its gradients to the generator saturate and the generator stops improving. Try: lower "
-            "optim.d.lr (÷2 to ÷10) relative to optim.g.lr; set schedule.d_loss_threshold so D "
-            "pauses while it is ahead; raise loss.lambda_fm or loss.lambda_mel; or train the generator alone "
-            "first (schedule.warmup_steps)."
+            f"{lr} (÷2 to ÷10) relative to the generator's learning rate; set schedule.d_loss_threshold so D "
+            "pauses while it is ahead; raise the feature-matching or reconstruction weights; or train the "
+            "generator alone first (schedule.warmup_steps)."
         )
         values: dict[str, Any] = {
             "sub_discriminators": names,
@@ -211,8 +235,10 @@ class DiscriminatorOverpoweringCheck(Check):
             "g_adv_earlier": early,
             "g_adv_later": late,
             "window": self.s.window,
+            "critic": self.critic,
         }
-        return [Finding("discriminator_overpowering", "warning", message, values)]
+        return [Finding("discriminator_overpowering", "warning", message, values,
+                        rate_key=_rate_key("discriminator_overpowering", self.critic))]
 
     def state_dict(self) -> dict[str, Any]:
         return {"d_steps": self.d_steps, "losses": [w.values() for w in self._losses], "adv": self._adv.values()}

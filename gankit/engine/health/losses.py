@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from gankit.engine.health.base import MAD_TO_STD, Check, Finding, Window, windows_from_state, windows_state
@@ -28,12 +28,13 @@ class LossSpikeCheck(Check):
     kinds = ("loss_spike", "divergence")
 
     def __init__(
-        self, spike: LossSpikeSettings, divergence: DivergenceSettings, critic_prefix: str | None = None
+        self, spike: LossSpikeSettings, divergence: DivergenceSettings, critic_prefixes: Collection[str] = ()
     ) -> None:
-        """`critic_prefix`: the critics' loss names start with it ("d/"); left out unless `critic_losses`."""
+        """`critic_prefixes`: the critics' loss names start with one of them ("d/"), left out unless
+        `critic_losses`; the session adds a critic's prefix when its first readout arrives."""
         self.s = spike
         self.d = divergence
-        self.critic_prefix = None if spike.critic_losses else critic_prefix
+        self.critic_prefixes = critic_prefixes
         self.phase: list[str] = []
         self._w: dict[str, Window] = {}
         self._out: dict[str, deque[bool]] = {}
@@ -46,7 +47,9 @@ class LossSpikeCheck(Check):
         names = sorted(losses)
         if self.s.losses is not None:
             return [n for n in names if n in self.s.losses]
-        return [n for n in names if self.critic_prefix is None or not n.startswith(self.critic_prefix)]
+        if self.s.critic_losses:
+            return names
+        return [n for n in names if not any(n.startswith(p) for p in self.critic_prefixes)]
 
     def observe(self, record: StepRecord) -> list[Finding]:
         phase = sorted(record.losses)

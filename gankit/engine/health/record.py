@@ -21,8 +21,10 @@ class StepRecord:
     trained: frozenset[str]  # optimizer groups trained this step, applied or skipped: {"g"} in warm-up
     stepped: frozenset[str] = frozenset()  # groups whose update was applied (their .grad is this step's)
     grad_norms: dict[str, float] = field(default_factory=dict)  # total gradient norm per group, before clipping
-    d_real_scores: list[float] | None = None  # mean D score on real audio, per sub-discriminator
-    d_fake_scores: list[float] | None = None  # mean D score on generated audio, per sub-discriminator
+    critic_groups: frozenset[str] = frozenset()  # groups that returned a critic readout this step
+    # One critic's readout, rank-averaged: the session fills these per critic for that critic's checks.
+    d_real_scores: list[float] | None = None  # mean D score on real data, per sub-discriminator
+    d_fake_scores: list[float] | None = None  # mean D score on generated data, per sub-discriminator
     d_losses: list[float] | None = None  # D loss per sub-discriminator
     fake_audio: AudioStats | None = None
     real_audio: AudioStats | None = None
@@ -35,4 +37,4 @@ class StepRecord:
     @property
     def adversarial(self) -> bool:
         """The discriminators take part this step (after the mel-only warm-up)."""
-        return self.d_losses is not None or any(k.startswith("d/") for k in self.losses)
+        return bool(self.critic_groups) or self.d_losses is not None or any(k.startswith("d/") for k in self.losses)

@@ -1,0 +1,49 @@
+"""Which kind of model an inference file holds, by the task that exported it (its "task" field), and the module
+that runs it — imported only when asked for, so `gankit vocode` never imports image, conversion or music code.
+
+A new system adds one line here (and its inference module); the commands refuse another kind's file by name."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import NamedTuple
+
+from gankit.errors import CheckpointError
+
+
+class InferenceKind(NamedTuple):
+    kind: str  # what the file's model does: "vocoder", "image", …
+    module: str  # the inference module that loads and runs it
+    commands: str  # the commands that take it, for the refusal message
+
+
+TASKS: dict[str, InferenceKind] = {
+    "hifigan": InferenceKind("vocoder", "gankit.infer.vocoder", "vocode, resynth, evaluate, export"),
+    "melgan": InferenceKind("vocoder", "gankit.infer.vocoder", "vocode, resynth, evaluate, export"),
+}
+
+
+def tasks_of_kind(kind: str) -> tuple[str, ...]:
+    return tuple(name for name, entry in TASKS.items() if entry.kind == kind)
+
+
+def require_kind(task: str, kind: str, path: Path, wanted_by: str) -> InferenceKind:
+    """The file's entry, or a one-line refusal naming what the file holds and which commands take it."""
+    entry = TASKS.get(task)
+    if entry is None:
+        raise CheckpointError(f"{path}: holds a '{task}' model, which this version of gankit does not know "
+                              f"(known: {', '.join(sorted(TASKS))})")
+    if entry.kind != kind:
+        raise CheckpointError(f"{path}: holds a '{task}' model, not a {kind} ({', '.join(tasks_of_kind(kind))}); "
+                              f"{wanted_by}. A '{task}' file is for: {entry.commands}.")
+    return entry
+
+
+def inference_module(task: str) -> ModuleType:
+    """The module that runs `task`'s inference files, imported now."""
+    entry = TASKS.get(task)
+    if entry is None:
+        raise CheckpointError(f"no inference for '{task}' models (known: {', '.join(sorted(TASKS))})")
+    return importlib.import_module(entry.module)
