@@ -27,17 +27,39 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells (os.umask can only set and return)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _plain_open_mode(target: Path) -> int:
+    """The mode a plain open(target, "w") would leave: an existing file keeps its own, a new one 0o666 − umask."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_current_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     """Open a temporary sibling of `path` for writing; on success it replaces `path` in one rename.
 
-    On any error the temporary file is removed and `path` is untouched.
+    On any error the temporary file is removed and `path` is untouched. The file gets the mode a plain open
+    would give it (an existing file's own, else 0o666 minus the umask).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     tmp = Path(tmp_name)
     try:
+        # mkstemp makes the file 0600; the result must read like any tool's output (a report served, a corpus shared).
+        os.fchmod(fd, _plain_open_mode(target))
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle

@@ -129,9 +129,11 @@ def assert_consistent_end(run: Path, max_steps: int) -> None:
     for entry in m["checkpoints"]:
         for key in ("state", "generator"):
             assert (run / "checkpoints" / entry[key]).is_file(), f"manifest lists {entry[key]}, missing on disk: {m}"
+            assert safe_load(run / "checkpoints" / entry[key])["step"] == entry["step"], (entry, key)
     for key in ("best", "best_generator"):
         if m.get(key):
             assert (run / "checkpoints" / m[key]).is_file(), f"manifest's {key} {m[key]} is missing on disk"
+            safe_load(run / "checkpoints" / m[key])
 
 
 class Launch:
@@ -228,12 +230,13 @@ def test_sigkill_at_each_point_of_a_save_resumes_from_the_last_complete_checkpoi
 
 
 # --- SIGKILL at seeded random moments ------------------------------------------------------------
-def random_kills(corpus: Path, tmp_path: Path, seed: int, kills: int, max_steps: int) -> None:
-    """Kill a run `kills` times at seeded random moments (a checkpoint every step, so many land inside a
-    save), resume each time, then compare the end with an uninterrupted run of the same config."""
+def random_kills(corpus: Path, tmp_path: Path, seed: int, kills: int, max_steps: int, ckpt_every: int = 1) -> int:
+    """Kill a run `kills` times at seeded random moments (a checkpoint every step or two, so many land inside a
+    save), resume each time, then compare the end with an uninterrupted run of the same config. Returns how many
+    kills landed before the run reached max_steps."""
     rng = random.Random(seed)
     run = tmp_path / "run"
-    args = train_args(corpus, run, f"train.max_steps={max_steps}", "train.ckpt_every=1")
+    args = train_args(corpus, run, f"train.max_steps={max_steps}", f"train.ckpt_every={ckpt_every}")
     expected: int | None = None
     history = []
     for k in range(kills):
@@ -266,6 +269,7 @@ def random_kills(corpus: Path, tmp_path: Path, seed: int, kills: int, max_steps:
     a, b = generator_weights(whole), generator_weights(run)
     differing = [k for k in a if not torch.equal(a[k], b[k])]
     assert not differing, f"expected the killed-and-resumed run to equal an uninterrupted one; differs in {differing}"
+    return len(history)
 
 
 # Slow (≈ 22 s): CI runs it in its slow step, beside the many-seed variant below; the default run keeps the kill at
@@ -273,6 +277,14 @@ def random_kills(corpus: Path, tmp_path: Path, seed: int, kills: int, max_steps:
 @pytest.mark.slow
 def test_sigkill_at_seeded_random_moments_resumes_to_the_same_end(tiny_corpus: Path, tmp_path: Path) -> None:
     random_kills(tiny_corpus, tmp_path, seed=7, kills=2, max_steps=10)
+
+
+# Slow (≈ 3 min): twenty kills with a checkpoint every 2 steps; the run ends with every step logged once and
+# every file its manifest names loadable (assert_consistent_end), equal to an uninterrupted run.
+@pytest.mark.slow
+def test_twenty_sigkills_at_random_moments_with_a_checkpoint_every_two_steps(
+        tiny_corpus: Path, tmp_path: Path) -> None:
+    assert random_kills(tiny_corpus, tmp_path, seed=20, kills=20, max_steps=160, ckpt_every=2) == 20
 
 
 @pytest.mark.slow

@@ -24,11 +24,13 @@ from gankit.data.settings import DataSettings
 from gankit.engine.distributed import DistContext
 from gankit.engine.health_session import HealthSession
 from gankit.engine.jsonl import read_jsonl
+from gankit.engine.step import StepOutcome
 from gankit.errors import ConfigError, MelInputError
 from gankit.infer.mel_input import interpolate_bands, read_mel
 from gankit.losses.feature_matching import feature_matching_loss
 from gankit.report.build import build_report
 from gankit.tasks import build_task
+from gankit.tasks.vocoder import GeneratorPass
 from gankit.training import train
 from tests.support import original_melgan
 from tests.support.corpus import voiced_clip
@@ -219,7 +221,11 @@ def test_health_monitor_uses_the_hinge_no_information_loss(tmp_path: Path) -> No
     nets = task.build_networks()
     run_dir = SimpleNamespace(root=tmp_path, writer=False, tensorboard=None)
     session = HealthSession({}, task, nets, run_dir, DistContext(), console=lambda _: None)
-    levels = {type(c).__name__: c.l0 for c in session.checks if hasattr(c, "l0")}
+    audio = 0.1 * torch.randn(1, 1, 8192, generator=torch.Generator().manual_seed(0))
+    _, readout = task.discriminator_loss(nets, {}, GeneratorPass(fake=audio, real=audio.flip(-1)))
+    assert (readout.no_information_loss, readout.objective) == (2.0, "hinge")
+    session.after_step(1, StepOutcome(trained={"d"}, stepped={"d"}, critics={"d": readout}), {}, {})
+    levels = {type(c).__name__: c.l0 for c in session.critic_checks["d"]}
     assert levels == {"DiscriminatorCollapseCheck": 2.0, "DiscriminatorOverpoweringCheck": 2.0}
 
 

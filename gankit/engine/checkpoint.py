@@ -23,6 +23,7 @@ CHECKPOINT_PATTERN = re.compile(r"^(state|generator)_(\d{8})\.pt$")
 # save starts was left by a write that was killed (saves are sequential, and only rank 0 writes here).
 STALE_TEMPORARY_PATTERN = re.compile(r"^\.((state|generator)_\d{8}\.pt|manifest\.json)\..+\.tmp$")
 MANIFEST = "manifest.json"
+UNUSABLE = "unusable"  # where state files that failed to load are moved (never deleted: a user may rescue them)
 
 
 @dataclass
@@ -173,14 +174,42 @@ class CheckpointManager:
                 found.append((int(match.group(1)), path))
         return sorted(found, reverse=True)
 
-    def latest_loadable(self, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
-        """The newest state file that loads; half-written or corrupt files are passed over (and said)."""
-        for _, path in self.state_files():
+    def latest_loadable(
+        self, map_location: str | torch.device = "cpu", set_aside: bool = False
+    ) -> tuple[Path, dict[str, Any]] | None:
+        """The newest state file that loads; half-written or corrupt files are passed over (and said).
+
+        With `set_aside` (the writing rank) each unusable state file newer than the one found moves, with its
+        generator file, to `checkpoints/unusable/`: it is no checkpoint, so retention must neither count it as one
+        nor delete the older good one for it. `self.set_aside` lists what moved, with the reason, for the run's
+        events."""
+        self.set_aside: list[dict[str, Any]] = []
+        for step, path in self.state_files():
             try:
                 state = safe_load(path, map_location)
             except CheckpointError as exc:
                 print(f"warning: skipping unusable checkpoint: {exc}")
+                if set_aside:
+                    self._set_aside(step, path, str(exc))
                 continue
             if isinstance(state, dict) and state.get("kind") == "train_state":
                 return path, state
+            if set_aside:
+                self._set_aside(step, path, "not a gankit training state")
         return None
+
+    def _set_aside(self, step: int, path: Path, reason: str) -> None:
+        folder = self.folder / UNUSABLE
+        folder.mkdir(exist_ok=True)
+        moved = []
+        for source in (path, self.folder / f"generator_{step:08d}.pt"):
+            if not source.exists():
+                continue
+            target = folder / source.name
+            n = 1
+            while target.exists():  # an earlier fallback set aside a file of that name: keep both
+                target = folder / f"{source.stem}.{n}{source.suffix}"
+                n += 1
+            source.replace(target)
+            moved.append(str(target.relative_to(self.folder.parent)))
+        self.set_aside.append({"step": step, "files": moved, "reason": reason})

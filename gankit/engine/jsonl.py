@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +26,54 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Rows of a JSON-lines file; a torn last line (killed mid-write) is skipped."""
+def read_jsonl(path: str | os.PathLike[str], warn: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of a JSON-lines file. Damaged lines — undecodable bytes, half-written or non-object JSON (a torn last
+    line after a kill, a disk error, an editor) — are skipped, and said once per file and damage: a log must never
+    block a resume or a report. `warn` (default: stderr) gets the one line."""
     p = Path(path)
     if not p.exists():
         return
-    with p.open(encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
+    damaged: list[int] = []
+    with p.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
+                line = raw.decode("utf-8").strip()
+                if not line:
+                    continue
+                row = json.loads(line)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                damaged.append(number)
                 continue
+            if not isinstance(row, dict):
+                damaged.append(number)
+                continue
+            yield row
+    if damaged:
+        _warn_damaged(p, damaged, warn)
+
+
+_warned: set[tuple[str, tuple[int, ...]]] = set()
+
+
+def _warn_damaged(path: Path, lines: list[int], warn: Callable[[str], None] | None) -> None:
+    key = (str(path.resolve()), tuple(lines))
+    if key in _warned:
+        return
+    _warned.add(key)
+    shown = ", ".join(map(str, lines[:5])) + (f" and {len(lines) - 5} more" if len(lines) > 5 else "")
+    message = (f"warning: {path}: skipped {len(lines)} damaged line(s) (line {shown}: not UTF-8 JSON objects); "
+               "the other rows are used")
+    if warn is not None:
+        warn(message)
+    else:
+        print(message, file=sys.stderr)
+
+
+def _step_of(row: Mapping[str, Any]) -> int:
+    try:
+        return int(row.get("step", 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 class JsonlLog:
@@ -59,7 +94,7 @@ class JsonlLog:
             return 0
         kept, dropped = [], 0
         for row in read_jsonl(self.path):
-            if int(row.get("step", 0)) > step:
+            if _step_of(row) > step:
                 dropped += 1
             else:
                 kept.append(json.dumps(row, ensure_ascii=False))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gankit.engine.distributed import init_distributed, shutdown_distributed
+from gankit.engine.run_lock import RunLock, RunLockedError
 from gankit.engine.state import InitialWeights
 from gankit.engine.trainer import Trainer
 from gankit.tasks.base import GanTask
@@ -26,7 +27,17 @@ def train(
     process exit status. `init`: weights a new run starts from (ignored when the run directory resumes)."""
     dist = init_distributed(str(config.get("device", "auto")))
     trainer: Trainer | None = None
+    lock = RunLock(run_dir)
     try:
+        # Before anything is written. Rank 0 holds the lock for all ranks; they stop together if it is taken.
+        locked: RunLockedError | None = None
+        if dist.is_main:
+            try:
+                lock.acquire()
+            except RunLockedError as exc:
+                locked = exc
+        if dist.agree_max(int(locked is not None)):
+            raise locked or RunLockedError(f"{run_dir}: another gankit process is training in this run directory")
         trainer = Trainer(config, build_task(config), run_dir, dist, init=init, progress=progress)
         code = trainer.fit()
         # Ranks leave together: one tearing down its Gloo connections while a peer is still finishing can
@@ -39,4 +50,5 @@ def train(
         return code
     finally:
         trainer = None  # its DDP wrappers use the process group: release them before the group goes
+        lock.release()
         shutdown_distributed()

@@ -18,6 +18,7 @@ from gankit.engine.data import TrainData, build_train_data
 from gankit.engine.distributed import DistContext
 from gankit.engine.ema import Ema
 from gankit.engine.faults import install_from_environment
+from gankit.engine.health.events import Event
 from gankit.engine.health_session import HealthSession
 from gankit.engine.media import log_media
 from gankit.engine.optim import OptimizerSet, parse_groups
@@ -210,7 +211,7 @@ class Trainer:
         restore_rng(state["rng"])
 
     def _resume(self) -> bool:
-        found = self.ckpt.latest_loadable(map_location=self.device)
+        found = self.ckpt.latest_loadable(map_location=self.device, set_aside=self.dist.is_main)
         if found is not None:
             path, state = found
             self.load_state_dict(state)
@@ -220,11 +221,20 @@ class Trainer:
         if self.dist.is_main:
             self.run.truncate_logs_after(self.step)
             self.health.truncate_after(self.step)
+            self._report_set_aside()
         if found is None:
             return False
         self._print(f"resumed from {path} at step {self.step} (epoch {self.epoch}, "
                     f"{self.samples_in_epoch} samples into it)")
         return True
+
+    def _report_set_aside(self) -> None:
+        """An events.jsonl entry per unusable checkpoint that was moved to checkpoints/unusable/."""
+        for entry in self.ckpt.set_aside:
+            message = (f"the checkpoint of step {entry['step']} could not be loaded ({entry['reason']}); it was moved "
+                       f"to {', '.join(entry['files'])} and training goes on from step {self.step}. Nothing was "
+                       "deleted: look at it, or remove it once you do not need it.")
+            self.health.sink.write(Event(self.step, "unusable_checkpoint", "warning", message, entry, "warn"))
 
     def _check_ranks_resume_alike(self) -> None:
         """Every rank reads the checkpoint itself: one that found another (or none, on a machine that does not
@@ -498,12 +508,13 @@ class Trainer:
         checkpoint compound the reduction (the factor applies to the checkpoint's own rates)."""
         self._rollback_scale *= self.health.rollback_lr_factor
         scale = self._rollback_scale
-        found = self.ckpt.latest_loadable(map_location=self.device)
+        found = self.ckpt.latest_loadable(map_location=self.device, set_aside=self.dist.is_main)
         if found is not None:
             path, state = found
             self.load_state_dict(state)
             if self.dist.is_main:
                 self.run.truncate_logs_after(self.step)
+                self._report_set_aside()
             self._print(f"rolled back to {path.name} (step {self.step}); learning rates × {scale:g}")
         else:
             self._print(f"no checkpoint to roll back to; learning rates × {scale:g} and training on")
