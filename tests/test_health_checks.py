@@ -784,3 +784,35 @@ def test_critic_checks_resume_under_their_own_keys(tmp_path: Path) -> None:
     for i, out in enumerate(outcomes[90:], start=391):
         resumed.after_step(i, out, out.losses, {})
     assert events(tmp_path / "whole") and events(tmp_path / "whole") == events(tmp_path / "resumed")
+
+
+# --- onsets against the data ---------------------------------------------------------------------
+def test_a_growing_dc_offset_is_named_while_it_starts_with_default_settings() -> None:
+    """The held-out report's scenario: the generated audio's DC grows steadily from ≈ 0 to 0.2 of the real
+    audio's std over 1,800 steps (real std ≈ 0.1 here, so +0.02), far under the 1.0× level rule."""
+    check = DcOffsetCheck(HealthSettings().dc_offset)
+    found = run([check], shifted(healthy_stream(1800), onset=1, offset=0.02, ramp=1800))
+    step = first(found, "dc_offset")
+    assert 1000 < step <= 1000 + 150, step  # right after the grace (1000 steps) and `persist` (100)
+    finding = found[0][1]
+    assert "DC offset is growing" in finding.message and "over the last 400 steps" in finding.message
+    onset = finding.values["onset"]["dc"]
+    assert 0.05 < onset["early"] < onset["late"] < 0.15
+    # The control: the same run without the drift stays quiet, as does a constant small offset (0.05×).
+    assert run([DcOffsetCheck(HealthSettings().dc_offset)], healthy_stream(2500)) == []
+    steady = shifted(healthy_stream(2500), onset=1, offset=0.005)
+    assert run([DcOffsetCheck(HealthSettings().dc_offset)], steady) == []
+
+
+@pytest.mark.parametrize(("loud", "flat", "stat", "phrase"), [
+    (2.5, 1.0, "std", "level is moving away"),
+    (1.0, 1 / 12, "flatness", "spectral flatness is moving away"),
+])
+def test_level_and_flatness_moving_away_from_the_data_are_named_as_they_start(
+        loud: float, flat: float, stat: str, phrase: str) -> None:
+    # After 1,200 healthy steps the level creeps to 2.5× (or the flatness to 1/12) over 1,000 steps.
+    found = run([DcOffsetCheck(HealthSettings().dc_offset)],
+                shifted(healthy_stream(2200), onset=1200, loud=loud, flat=flat, ramp=1000))
+    step = first(found, "dc_offset")
+    assert 1200 < step <= 1200 + 800, step
+    assert stat in found[0][1].values["onset"] and phrase in found[0][1].message

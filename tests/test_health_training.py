@@ -277,6 +277,14 @@ def test_a_constant_offset_generator_is_named_dc_offset(tiny_corpus: Path, tmp_p
     assert event["step"] <= bound, f"expected dc_offset named within grace + window + persist - 1 = {bound} steps"
     assert event["values"]["drifted"][0] == "dc", event["values"]
     assert event["values"]["dc_offset_over_real_std"] > 2.0, event["values"]
+    # The numbers the check read are logged per step and drawn beside the health timeline.
+    rows = list(read_jsonl(run / "metrics.jsonl"))
+    assert all(r["out/fake_dc"] > 0.5 and abs(r["out/real_dc"]) < 0.1 and r["out/dc_over_real_std"] > 2.0
+               for r in rows[1:]), rows[-1]
+    from gankit.report.build import build_report
+
+    page = build_report(run).read_text(encoding="utf-8")
+    assert "Generated vs real output" in page and (run / "report" / "figures" / "outputs.png").is_file()
 
 
 # --- the discriminator ---------------------------------------------------------------------------

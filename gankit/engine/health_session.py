@@ -43,6 +43,20 @@ def _discriminator_names(keys: tuple[str, ...], nets: Mapping[str, nn.Module]) -
     return names
 
 
+def output_columns(record: StepRecord) -> dict[str, float]:
+    """The output statistics of a record as metrics.jsonl columns: what the drift checks judge, made visible."""
+    out: dict[str, float] = {}
+    fake, real = record.fake_audio, record.real_audio
+    if fake is not None and real is not None:
+        out.update({"out/fake_dc": fake.mean, "out/real_dc": real.mean, "out/fake_std": fake.std,
+                    "out/real_std": real.std, "out/fake_flatness": fake.flatness,
+                    "out/real_flatness": real.flatness})
+        if real.std > 0:
+            out["out/dc_over_real_std"] = (fake.mean - real.mean) / real.std
+    out.update({f"out/{k}": v for k, v in record.image_stats.items()})
+    return out
+
+
 def _critic_key(kind: str, group: str) -> str:
     """A critic check's key in the saved state: the plain kind for group "d" (as saved before critics had names)."""
     return kind if group == "d" else f"{kind}@{group}"
@@ -94,6 +108,8 @@ class HealthSession:
         self.sink = EventSink(run, console, writer=dist.is_main and bool(getattr(run, "writer", True)))
         self.limiter = RateLimiter()
         self.last_layer_grads: dict[str, float] = {}
+        # The generated-vs-real output statistics the checks read this step ("out/…"), for metrics.jsonl.
+        self.last_outputs: dict[str, float] = {}
         self.step = 0
         # In memory only (a rollback reloads the state, these must survive it); identical on every rank.
         self.rollbacks_in_a_row = 0
@@ -159,6 +175,7 @@ class HealthSession:
         if not self.settings.enabled:
             return "continue"
         record, critics = self._record(step, outcome, losses, lr, layer_grads)
+        self.last_outputs = output_columns(record)
         findings = self.gate.end_step()
         for group, (readout, scores) in critics.items():
             critic_record = replace(record, d_real_scores=scores[0], d_fake_scores=scores[1], d_losses=scores[2])

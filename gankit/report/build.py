@@ -264,6 +264,20 @@ class _Page:
         return join(parts)
 
     def events(self) -> Markup:
+        return join([self._events(), self._outputs()])
+
+    def _outputs(self) -> Markup:
+        """The generated-vs-real output statistics the drift checks read, beside the events they raise."""
+        png = self._figure_path("outputs")
+        if not plots.outputs_figure(self.run.outputs, self.run.events, png, xlim=self.xlim):
+            self.figures.discard(png)
+            return join([])
+        return join([element("h3", "Generated vs real output"),
+                     figure(self._rel(png), "output statistics over steps",
+                            "what the dc_offset and mode_collapse checks read (out/… in metrics.jsonl); dashed "
+                            "lines are health events")])
+
+    def _events(self) -> Markup:
         run = self.run
         if not run.events:
             if (run.run_dir / "events.jsonl").exists():

@@ -177,6 +177,54 @@ def scalars_figure(
     return True
 
 
+# Panels of the output-statistics figure: (title, generated key, real key, log scale).
+_OUTPUT_PAIRS = (
+    ("DC offset", "out/fake_dc", "out/real_dc", False),
+    ("level (standard deviation)", "out/fake_std", "out/real_std", True),
+    ("spectral flatness", "out/fake_flatness", "out/real_flatness", True),
+)
+
+
+def outputs_figure(
+    outputs: Mapping[str, Series], events: Sequence[Event], png: Path, xlim: tuple[float, float] | None = None
+) -> bool:
+    """The generated-vs-real statistics the health checks read (out/…), generated against real per panel, with
+    the health events: the drift an event names, visible. Keys without a pair get a panel of their own."""
+    paired = {k for _, f, r, _ in _OUTPUT_PAIRS for k in (f, r)}
+    panels: list[tuple[str, list[tuple[str, Series]], bool]] = []
+    for title, fake, real, log in _OUTPUT_PAIRS:
+        lines = [(label, outputs[key]) for label, key in (("generated", fake), ("real", real)) if key in outputs]
+        if lines:
+            panels.append((title, lines, log))
+    for key, series in outputs.items():
+        if key not in paired:
+            panels.append((key.removeprefix("out/"), [(key.removeprefix("out/"), series)], False))
+    panels = [p for p in panels if any(np.isfinite(s.values).any() for _, s in p[1])]
+    if not panels:
+        return False
+    cols = min(2, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = _figure(10.0, 2.4 * rows)
+    for i, (title, lines, log) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        _draw_events(ax, events)
+        for (label, series), color in zip(lines, (_LINE, _BEST), strict=False):
+            values = series.values
+            if log:
+                values = np.where(values > 0, values, np.nan)
+            ax.plot(series.steps, values, color=color, linewidth=0.9, label=label)
+        if log:
+            ax.set_yscale("log")
+        if len(lines) > 1:
+            ax.legend(fontsize=7, loc="best")
+        if xlim is not None:
+            ax.set_xlim(*xlim)
+        ax.set_title(title, fontsize=9, loc="left")
+        _style(ax)
+    _save(fig, png)
+    return True
+
+
 def validation_figure(
     validations: Sequence[Validation],
     png: Path,

@@ -133,6 +133,7 @@ class RunData:
     sec_per_step: np.ndarray = field(default_factory=lambda: np.zeros(0))
     losses: dict[str, Series] = field(default_factory=dict)  # name without "loss/" → series
     scalars: dict[str, Series] = field(default_factory=dict)  # other curves: "lr/g", "grad_norm/d", …
+    outputs: dict[str, Series] = field(default_factory=dict)  # generated vs real statistics: "out/fake_dc", …
     validations: list[Validation] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     layer_grads: LayerGrads | None = None
@@ -238,6 +239,8 @@ def _load_metrics(run: RunData) -> None:
         series = Series(steps=run.steps[present], values=values[present])
         if key.startswith("loss/"):
             run.losses[key.removeprefix("loss/")] = series
+        elif key.startswith("out/"):
+            run.outputs[key] = series
         else:
             run.scalars[key] = series
 

@@ -61,6 +61,15 @@ class DcOffsetSettings(CheckSettings):
     dc_margin: float = 0.5  # … or this much larger than the best the generator reached
     std_factor: float = 2.0  # fake/real std ratio moved this factor further from 1 than its best
     flatness_factor: float = 4.0  # fake/real spectral flatness ratio moved this factor further from 1 than its best
+    # Onsets, against the data and the run's own trend: a statistic already a little away from the real audio's
+    # (real speech has DC ≈ 0) and still moving away over `trend_window` steps is named while it starts.
+    trend_window: int = 400
+    onset_dc: float | None = 0.08  # |DC| / real std at least this (window median) …
+    onset_dc_rise: float = 0.03  # … and grown by this much (× real std) over the trend window
+    onset_std_factor: float | None = 1.5  # fake/real std ratio at least this far from 1 …
+    onset_std_rise: float = 1.15  # … and moved this factor further away over the trend window
+    onset_flatness_factor: float | None = 3.0  # fake/real flatness ratio at least this far from 1 …
+    onset_flatness_rise: float = 1.5  # … and moved this factor further away over the trend window
 
 
 @dataclass
