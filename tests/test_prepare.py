@@ -131,7 +131,7 @@ def test_festvox_lines_with_quotes(tmp_path: Path) -> None:
     assert reasons(report) == {"bad_metadata": 1}
 
 
-def test_folder_format_walks_subfolders_and_never_reads_its_own_output(tmp_path: Path) -> None:
+def test_folder_format_walks_subfolders_and_reruns_alike(tmp_path: Path) -> None:
     src = tmp_path / "clips"
     wav(src / "a.wav")
     wav(src / "spk1" / "b.flac", seed=1, format="FLAC")
@@ -141,7 +141,7 @@ def test_folder_format_walks_subfolders_and_never_reads_its_own_output(tmp_path:
     wav(src / ".hidden" / "x.wav")
     wav(src / "._a.wav")
     (src / "notes.txt").write_text("not audio")
-    out = src / "prepared"  # inside SRC: a rerun must not pick up its own wavs
+    out = tmp_path / "prepared"  # OUT inside SRC is refused (tests/test_no_overwrite.py)
     for _ in range(2):
         report = prepare(src, out, "folder", val_size=1)
         assert report.found == 5 and reasons(report) == {"duplicate_id": 1}  # type: ignore[attr-defined]

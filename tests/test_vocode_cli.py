@@ -18,9 +18,9 @@ from gankit.cli import main
 from gankit.compat.hifigan_original import read_original_generator
 from gankit.infer import Vocoder, load_vocoder
 from gankit.models.hifigan import HifiGanGenerator, HifiGanGeneratorConfig
-from gankit.tasks.vocoder import vocoder_inference_file
 from tests.support.corpus import voiced_clip
 from tests.support.original_hifigan import original_inference_e2e
+from tests.support.vocoder_files import ln_mel, save_generator
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*weight_norm.*deprecated:FutureWarning"),
@@ -28,7 +28,6 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"upsample_initial_channel": 32}  # V1's layout at 1/16 of its width
 HOP = 256
 # Modules `gankit vocode` must not import: each costs 0.3-3 s of start-up and vocoding given mels needs none.
 HEAVY = ("librosa", "numba", "matplotlib", "tensorboard", "scipy", "omegaconf", "gankit.tasks", "gankit.engine.trainer")
@@ -41,21 +40,6 @@ def gankit(*args: str | Path, python_flags: tuple[str, ...] = ()) -> subprocess.
         [sys.executable, *python_flags, "-m", "gankit", *map(str, args)],
         capture_output=True, text=True, timeout=300, env=env, cwd=REPO,
     )
-
-
-def ln_mel(frames: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.maximum(rng.normal(-5.0, 2.5, size=(80, frames)), np.log(1e-5)).astype(np.float32)
-
-
-def save_generator(path: Path, frontend: dict, seed: int = 0, step: int = 5) -> HifiGanGenerator:
-    torch.manual_seed(seed)
-    generator = HifiGanGenerator(HifiGanGeneratorConfig.from_dict(TINY))
-    with torch.no_grad():  # louder than the default init, so int16 output is more than a few steps of noise
-        generator.conv_post.parametrizations.weight.original0.mul_(50)
-    torch.save(vocoder_inference_file("hifigan", generator.cfg.to_dict(), build_frontend(frontend).to_config(),
-                              generator.state_dict(), step), path)
-    return generator
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("src", metavar="SRC", help="corpus folder")
-    parser.add_argument("out", metavar="OUT", help="output folder (rerunning into it overwrites cleanly)")
+    parser.add_argument("out", metavar="OUT",
+                        help="output folder, apart from SRC (rerunning into it replaces what an earlier gankit "
+                        "prepare wrote there, and nothing else)")
     parser.add_argument("--format", required=True, choices=FORMATS, help="corpus layout")
     parser.add_argument("--sample-rate", type=int, default=None, metavar="SR",
                         help="output rate in Hz (default: the source rate, the most common one when mixed)")

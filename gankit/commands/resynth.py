@@ -26,12 +26,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from gankit.audio.io import audio_info, read_audio
     from gankit.errors import AudioReadError
-    from gankit.infer.files import AUDIO_SUFFIXES, Console, Job, collect_inputs, finish, plan_jobs, run_jobs
+    from gankit.infer.files import (
+        AUDIO_SUFFIXES,
+        Console,
+        Job,
+        check_outputs,
+        collect_inputs,
+        finish,
+        plan_jobs,
+        run_jobs,
+    )
     from gankit.infer.vocoder import load_vocoder
 
     check_out_dir(args.out_dir)
     advice = "a .npy file; resynth takes audio — use `gankit vocode` for mels"
     inputs = collect_inputs(args.inputs, AUDIO_SUFFIXES, AudioReadError, {".npy": advice})
+    jobs = plan_jobs(inputs, args.out_dir, lambda _: 0)  # lengths (for batching) need the model's rate: below
+    replacing = check_outputs(jobs, inputs, args.out_dir, args.overwrite)
     apply_threads(args.threads)
     vocoder = load_vocoder(args.checkpoint, config=args.config, best=args.best, device=args.device)
     print(f"loaded {vocoder.source}: {vocoder.sample_rate} Hz, {vocoder.n_mels} mels "
@@ -45,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
             return 0  # reported when the file is read
         return frames * model_sr // sr
 
-    jobs = plan_jobs(inputs, args.out_dir, length if args.batch_size > 1 else lambda _: 0)
+    if args.batch_size > 1:
+        for job in jobs:
+            job.length = length(job.source)
     rates_said: set[int] = set()
 
     def read(job: Job, console: Console):
@@ -64,6 +77,6 @@ def run(args: argparse.Namespace) -> int:
 
     report = run_jobs(jobs, vocoder, read, vocoder.mel, batch_size=args.batch_size, verbose=args.verbose,
                       progress=not args.no_progress)
-    print(report.speed_line("resynthesised"))
+    print(report.speed_line("resynthesised", replacing))
     finish(report, "audio files", args.out_dir)
     return 0

@@ -30,7 +30,11 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
                    help="config.json for an original g_ file kept elsewhere")
     p.add_argument("--best", action="store_true",
                    help="with a run directory: the best checkpoint by validation metric instead of the latest")
-    p.add_argument("--out-dir", required=True, type=Path, metavar="DIR", help="where <stem>.wav files go")
+    p.add_argument("--out-dir", required=True, type=Path, metavar="DIR",
+                   help="where <stem>.wav files go; existing files there are refused before any work unless "
+                   "--overwrite, and an input is never replaced")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace <stem>.wav files that already exist in --out-dir (the summary says how many)")
     p.add_argument("--device", default="auto", metavar="DEVICE",
                    help="cpu, cuda, cuda:N or auto (CUDA when available; default)")
     p.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
@@ -76,7 +80,16 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from gankit.errors import MelInputError
-    from gankit.infer.files import AUDIO_SUFFIXES, Console, Job, collect_inputs, finish, plan_jobs, run_jobs
+    from gankit.infer.files import (
+        AUDIO_SUFFIXES,
+        Console,
+        Job,
+        check_outputs,
+        collect_inputs,
+        finish,
+        plan_jobs,
+        run_jobs,
+    )
     from gankit.infer.mel_input import frames_hint, read_mel
     from gankit.infer.vocoder import load_vocoder
 
@@ -84,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     advice = "an audio file; vocode takes .npy mels — use `gankit resynth` to vocode audio"
     inputs = collect_inputs(args.inputs, (".npy",), MelInputError, {s: advice for s in AUDIO_SUFFIXES})
     jobs = plan_jobs(inputs, args.out_dir, frames_hint if args.batch_size > 1 else lambda _: 0)
+    replacing = check_outputs(jobs, inputs, args.out_dir, args.overwrite)
     apply_threads(args.threads)
     vocoder = load_vocoder(args.checkpoint, config=args.config, best=args.best, device=args.device)
     print(f"loaded {vocoder.source}: {vocoder.sample_rate} Hz, {vocoder.n_mels} mels "
@@ -97,6 +111,6 @@ def run(args: argparse.Namespace) -> int:
 
     report = run_jobs(jobs, vocoder, read, torch.from_numpy, batch_size=args.batch_size, verbose=args.verbose,
                       progress=not args.no_progress)
-    print(report.speed_line("vocoded"))
+    print(report.speed_line("vocoded", replacing))
     finish(report, "mels", args.out_dir)
     return 0

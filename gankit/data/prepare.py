@@ -3,10 +3,17 @@
 
 Files are converted by a process pool, one file per task, and each worker returns only a small result,
 so a 22,200-file corpus never sits in memory. A bad file becomes a line in `skipped.txt`, never a stop.
+
+prepare overwrites or deletes only files a gankit prepare wrote: OUT and SRC must not overlap, and
+`OUT/.gankit_prepared.json` records every file written into OUT. Before converting, it records what it is about
+to write (so a killed run's files are known as its own); at the end, what it wrote. A rerun removes the files
+of the record that it did not write again; any other file in OUT/wavs is left and reported, and a file it did not
+write standing where it would write is refused before any work.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from collections import Counter
@@ -27,6 +34,10 @@ DEFAULT_MIN_SECONDS = 0.5
 DEFAULT_MAX_VAL_SIZE = 100  # without --val-size: min(100, 10 % of the usable files)
 # One 16-bit step: a file whose peak stays at or below it writes as digital silence.
 SILENCE_PEAK = 1.0 / 32768.0
+RECORD_FILE = ".gankit_prepared.json"  # in OUT: the relative paths gankit prepare wrote there
+RECORD_VERSION = 1
+LISTS = ("train.txt", "val.txt", "skipped.txt")
+SKIPPED_HEADER = "# reason\tid\tsource\tdetail"
 
 
 class _Job(NamedTuple):
@@ -58,6 +69,7 @@ class PrepareReport:
     source_rates: dict[int, int] = field(default_factory=dict)  # source rate → files written from it
     notes: list[str] = field(default_factory=list)
     removed_stale: int = 0
+    foreign: list[str] = field(default_factory=list)  # files in OUT/wavs gankit did not write (left alone)
     mel_stats: Path | None = None  # OUT/mel_stats.json when written
     mel_stats_line: str = ""
 
@@ -80,6 +92,10 @@ class PrepareReport:
             lines.append(self.mel_stats_line)
         if self.removed_stale:
             lines.append(f"removed {self.removed_stale} file(s) a previous run left in {self.out / 'wavs'}")
+        if self.foreign:
+            n = len(self.foreign)
+            names = ", ".join(self.foreign[:5]) + (f" … (+{n - 5})" if n > 5 else "")
+            lines.append(f"left {n} file{'s' if n != 1 else ''} gankit did not write in {self.out / 'wavs'}: {names}")
         return "\n".join(lines)
 
 
@@ -150,18 +166,116 @@ def _choose_rate(rates: Counter[int]) -> tuple[int, str | None]:
                   "the most common; pass --sample-rate to choose another")
 
 
-def _remove_stale(wav_dir: Path, written: set[str]) -> int:
-    """Delete wavs of an earlier run that this run did not write (and its interrupted temporaries)."""
+def _check_apart(src: Path, out: Path) -> None:
+    """Refuse an OUT that is SRC, holds it or lies inside it (symlinks resolved): prepare would overwrite the
+    recordings it reads, or read its own output as corpus."""
+    src_r, out_r = src.resolve(), out.resolve()
+
+    def named(path: Path, resolved: Path) -> str:
+        return f"{path} (= {resolved})" if path.absolute() != resolved else str(path)
+
+    source = named(src, src_r)
+    if out_r == src_r:
+        what = f"is the corpus folder SRC {source} itself"
+    elif src_r.is_relative_to(out_r):
+        what = f"contains the corpus folder SRC {source}, whose recordings prepare would overwrite"
+    elif out_r.is_relative_to(src_r):
+        what = f"lies inside the corpus folder SRC {source}"
+    else:
+        return
+    raise DataError(f"{named(out, out_r)}: OUT {what}; choose an OUT apart from SRC (neither inside the other)")
+
+
+def _check_targets(src: Path, out: Path, planned: set[str]) -> None:
+    """Refuse a folder prepare would write into that a link takes inside SRC (e.g. OUT/wavs → SRC/wavs)."""
+    src_r = src.resolve()
+    for folder in sorted({(out / rel).parent for rel in planned}):
+        resolved = folder.resolve()
+        if resolved.is_relative_to(src_r):
+            raise DataError(f"{folder}: resolves to {resolved}, inside the corpus folder SRC {src}, whose "
+                            "recordings prepare would overwrite; remove the link or choose another OUT")
+
+
+def _read_record(out: Path) -> set[str]:
+    """The relative paths an earlier gankit prepare wrote into `out` (see the module docstring).
+
+    A corpus prepared before the record existed is known by its skipped.txt header: its lists, mel_stats.json
+    and the wavs its train.txt and val.txt name are gankit's; anything else is not.
+    """
+    from gankit.data.corpus_stats import STATS_FILE
+    from gankit.data.filelist import read_filelist
+
+    path = out / RECORD_FILE
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            written = data["written"]
+            if not isinstance(written, list) or not all(isinstance(p, str) for p in written):
+                raise ValueError("'written' is not a list of paths")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}: not a readable gankit prepare record ({exc}); remove it only if OUT holds "
+                            "nothing but what gankit prepare wrote, or choose another OUT") from None
+        return {p for p in written if not Path(p).is_absolute() and ".." not in Path(p).parts}  # never outside OUT
+    try:
+        with open(out / "skipped.txt", encoding="utf-8") as handle:
+            if handle.readline().rstrip("\n") != SKIPPED_HEADER:
+                return set()
+        entries = read_filelist(out / "train.txt") + read_filelist(out / "val.txt")
+    except (OSError, UnicodeDecodeError, DataError):
+        return set()
+    return {*LISTS, STATS_FILE, *(f"wavs/{e.id}.wav" for e in entries)}
+
+
+def _write_record(out: Path, written: set[str]) -> None:
+    body = {"version": RECORD_VERSION, "written_by": "gankit prepare", "written": sorted(written)}
+    write_text(out / RECORD_FILE, json.dumps(body, indent=1, ensure_ascii=False) + "\n")
+
+
+def _refuse_foreign(out: Path, planned: set[str], recorded: set[str]) -> None:
+    """Refuse, before any work, when a file gankit did not write stands where this run would write."""
+    foreign = sorted(p for p in planned - recorded if os.path.lexists(out / p))
+    if foreign:
+        more = f" (and {len(foreign) - 1} more such files in {out})" if len(foreign) > 1 else ""
+        raise DataError(f"{out / foreign[0]}: exists and no gankit prepare wrote it{more}, so prepare will not "
+                        f"replace it; move it away or choose another OUT")
+
+
+def _temporary_of(path: Path) -> Path | None:
+    """The target of an atomic write's temporary `.<name>.<random>.tmp` (gankit.atomic), else None."""
+    name = path.name
+    if not (name.startswith(".") and name.endswith(".tmp")) or name.count(".") < 3:
+        return None
+    return path.with_name(name[1:-4].rsplit(".", 1)[0])
+
+
+def _remove_stale(out: Path, recorded: set[str], written: set[str]) -> int:
+    """Delete the recorded wavs this run did not write again, and the temporaries of interrupted writes to
+    recorded files; nothing gankit did not write."""
     removed = 0
-    if not wav_dir.is_dir():
-        return 0
-    for path in wav_dir.rglob("*"):
-        stale_tmp = path.name.startswith(".") and path.name.endswith(".tmp")
-        stale_wav = path.suffix == ".wav" and path.relative_to(wav_dir).with_suffix("").as_posix() not in written
-        if path.is_file() and (stale_tmp or stale_wav):
+    for rel in sorted(recorded - written):
+        path = out / rel
+        if rel.startswith("wavs/") and path.is_file() and not path.is_symlink():
             path.unlink()
             removed += 1
+    known = recorded | written | {RECORD_FILE}
+    for folder in sorted({(out / rel).parent for rel in known}):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            target = _temporary_of(path)
+            if target is not None and path.is_file() and target.relative_to(out).as_posix() in known:
+                path.unlink()
+                removed += 1
     return removed
+
+
+def _foreign_wavs(out: Path, recorded: set[str]) -> list[str]:
+    """Files in OUT/wavs that the record does not list (relative to OUT/wavs, sorted)."""
+    wav_dir = out / "wavs"
+    if not wav_dir.is_dir():
+        return []
+    return sorted(p.relative_to(wav_dir).as_posix() for p in wav_dir.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and p.relative_to(out).as_posix() not in recorded)
 
 
 def _write_skipped(path: Path, skipped: list[Skip]) -> None:
@@ -191,7 +305,8 @@ def prepare_corpus(
     `mel_stats`, a front-end config (its sample_rate, when given, must be the output rate), adds
     `OUT/mel_stats.json`: that front-end's per-band statistics over the training files; without it a
     `mel_stats.json` an earlier run left is removed, as it would describe other files.
-    Raises `DataError` when nothing is usable or the split would leave no training files.
+    Raises `DataError` when nothing is usable, the split would leave no training files, OUT and SRC overlap, or
+    a file no gankit prepare wrote stands where this run would write (checked before any work).
     """
     src_path, out_path = Path(src), Path(out)
     if fmt not in FORMATS:
@@ -202,8 +317,7 @@ def prepare_corpus(
         raise DataError(f"--workers must be ≥ 1, got {workers}")
     if val_size is not None and val_size < 0:
         raise DataError(f"--val-size must be ≥ 0, got {val_size}")
-    if src_path.resolve() == out_path.resolve():
-        raise DataError(f"OUT {out_path} is the corpus folder itself; choose another OUT")
+    _check_apart(src_path, out_path)
     if mel_stats is not None:
         _stats_frontend(mel_stats, sample_rate)  # a wrong preset or rate fails before any conversion
     listing = read_corpus(fmt, src_path, exclude=out_path)
@@ -220,6 +334,13 @@ def prepare_corpus(
 
     def jobs(rate: int | None) -> list[_Job]:
         return [_Job(i.id, str(i.path), str(wav_dir / f"{i.id}.wav"), rate, min_seconds) for i in items.values()]
+
+    from gankit.data.corpus_stats import STATS_FILE
+
+    recorded = _read_record(out_path)
+    planned = {*LISTS, *(f"wavs/{i}.wav" for i in items), *([STATS_FILE] if mel_stats is not None else [])}
+    _check_targets(src_path, out_path, planned)
+    _refuse_foreign(out_path, planned, recorded)
 
     # Pass 1 reads headers only: it classifies unreadable files early and learns the source rates, which
     # choose the output rate when none is given and tell whether the resampler is needed.
@@ -239,32 +360,38 @@ def prepare_corpus(
     if any(rate != sample_rate for rate in rates):
         import librosa.core.audio  # noqa: F401  (loaded once here, inherited by the forked workers)
 
-    written: dict[str, float] = {}
-    source_rates: Counter[int] = Counter()
-    for result in _run_jobs(_convert, jobs(sample_rate), n_workers, "converting", progress):
-        if result.reason is None:
-            written[result.id] = result.seconds
-            source_rates[result.source_rate] += 1
-        else:
-            skipped.append(Skip(result.id, str(items[result.id].path), result.reason, result.detail))
+    # Recorded before the first write: the files of a run killed half-way are then known as gankit's.
+    _write_record(out_path, recorded | planned)
+    try:
+        written: dict[str, float] = {}
+        source_rates: Counter[int] = Counter()
+        for result in _run_jobs(_convert, jobs(sample_rate), n_workers, "converting", progress):
+            if result.reason is None:
+                written[result.id] = result.seconds
+                source_rates[result.source_rate] += 1
+            else:
+                skipped.append(Skip(result.id, str(items[result.id].path), result.reason, result.detail))
 
-    out_path.mkdir(parents=True, exist_ok=True)
-    _write_skipped(out_path / "skipped.txt", skipped)
-    if not written:
-        counts = Counter(s.reason for s in skipped)
-        why = ", ".join(f"{n} {REASONS[r]}" for r, n in counts.most_common()) or "no audio files found"
-        raise DataError(f"no usable audio in {src_path} (format {fmt}): {why}; see {out_path / 'skipped.txt'}")
-    ids = sorted(written)
-    n_val = min(DEFAULT_MAX_VAL_SIZE, len(ids) // 10) if val_size is None else val_size
-    if n_val >= len(ids):
-        raise DataError(f"--val-size {n_val} leaves no training files: only {len(ids)} files are usable "
-                        f"(see {out_path / 'skipped.txt'}); lower --val-size")
-    train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
-    texts = {item.id: item.text for item in listing.items}
-    write_filelist(out_path / "train.txt", [FileListEntry(i, texts[i]) for i in train_ids])
-    write_filelist(out_path / "val.txt", [FileListEntry(i, texts[i]) for i in val_ids])
-    assert sample_rate is not None  # set by the probe whenever a file was written
-    stats_path, stats_line = _mel_statistics(out_path, mel_stats, sample_rate, progress)
+        _write_skipped(out_path / "skipped.txt", skipped)
+        if not written:
+            counts = Counter(s.reason for s in skipped)
+            why = ", ".join(f"{n} {REASONS[r]}" for r, n in counts.most_common()) or "no audio files found"
+            raise DataError(f"no usable audio in {src_path} (format {fmt}): {why}; see {out_path / 'skipped.txt'}")
+        ids = sorted(written)
+        n_val = min(DEFAULT_MAX_VAL_SIZE, len(ids) // 10) if val_size is None else val_size
+        if n_val >= len(ids):
+            raise DataError(f"--val-size {n_val} leaves no training files: only {len(ids)} files are usable "
+                            f"(see {out_path / 'skipped.txt'}); lower --val-size")
+        train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+        texts = {item.id: item.text for item in listing.items}
+        write_filelist(out_path / "train.txt", [FileListEntry(i, texts[i]) for i in train_ids])
+        write_filelist(out_path / "val.txt", [FileListEntry(i, texts[i]) for i in val_ids])
+        assert sample_rate is not None  # set by the probe whenever a file was written
+        stats_path, stats_line = _mel_statistics(out_path, mel_stats, sample_rate, progress, recorded)
+        this_run = {*LISTS, *(f"wavs/{i}.wav" for i in written), *([STATS_FILE] if stats_path else [])}
+        removed = _remove_stale(out_path, recorded, this_run)
+    finally:  # what OUT now holds of gankit's: the earlier record and this run's files, where they exist
+        _write_record(out_path, {p for p in recorded | planned if os.path.lexists(out_path / p)})
     return PrepareReport(
         out=out_path,
         sample_rate=sample_rate,
@@ -276,7 +403,8 @@ def prepare_corpus(
         skipped=skipped,
         source_rates=dict(source_rates),
         notes=notes,
-        removed_stale=_remove_stale(wav_dir, set(written)),
+        removed_stale=removed,
+        foreign=_foreign_wavs(out_path, this_run),
         mel_stats=stats_path,
         mel_stats_line=stats_line,
     )
@@ -297,17 +425,21 @@ def _stats_frontend(cfg: Mapping[str, Any], sample_rate: int | None) -> Mapping[
 
 
 def _mel_statistics(
-    out: Path, cfg: Mapping[str, Any] | None, sample_rate: int, progress: bool
+    out: Path, cfg: Mapping[str, Any] | None, sample_rate: int, progress: bool, recorded: set[str]
 ) -> tuple[Path | None, str]:
-    """Write OUT/mel_stats.json over train.txt's files, or remove a stale one; (its path, a summary line)."""
+    """Write OUT/mel_stats.json over train.txt's files, or remove a stale one an earlier run wrote; (its path, a
+    summary line)."""
     from gankit.data.corpus_stats import STATS_FILE, write_corpus_statistics
 
     path = out / STATS_FILE
     if cfg is None:
-        if path.is_file():
+        if not path.is_file():
+            return None, ""
+        if STATS_FILE in recorded and not path.is_symlink():
             path.unlink()
             return None, f"removed {path}: it described an earlier run's files (pass --mel-stats to recompute)"
-        return None, ""
+        return None, (f"left {path}: gankit prepare did not write it, and it may not describe these files "
+                      "(pass --mel-stats to write one)")
     stats = write_corpus_statistics(out, _stats_frontend(cfg, sample_rate), progress=progress)
     return path, (f"wrote {path}: preset {stats.preset} statistics of {stats.files} training files "
                   f"({stats.frames} frames)")

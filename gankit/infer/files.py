@@ -2,7 +2,8 @@
 
 Policy for bad inputs (shared by `gankit vocode` and `gankit resynth`):
 - Problems with the command line itself — a path that does not exist, a folder without matching files, two inputs
-  that would write the same output name — stop before the checkpoint is even loaded (nothing written).
+  that would write the same output name, an output that is one of the inputs, outputs that already exist (without
+  --overwrite) — stop before the checkpoint is even loaded (nothing written). An input is never replaced.
 - A bad file among several (unreadable, wrong shape, too short, …) is skipped with its reason printed as it happens;
   every good file is still written, and the command exits non-zero at the end naming the skipped ones. With a single
   input its own error is the one-line message.
@@ -15,9 +16,11 @@ each file's share of the generator time is proportional to its frames.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -79,13 +82,19 @@ class RunReport:
         compute = self.compute_seconds
         return self.audio_seconds / compute if compute > 0 else float("inf")
 
-    def speed_line(self, verb: str) -> str:
+    def speed_line(self, verb: str, replacing: Collection[Path] = ()) -> str:
+        """The summary line; `replacing`: the outputs that existed before (--overwrite), counted when written."""
         n = len(self.written)
-        return (
+        line = (
             f"{verb} {n} file{'s' if n != 1 else ''}: {self.audio_seconds:.2f} s of audio in "
             f"{self.compute_seconds:.2f} s of compute = {self.real_time:.1f}× real time ({self.device}, batch "
             f"{self.batch_size}); {self.wall_seconds:.2f} s in all with reading and writing"
         )
+        replaced = sum(1 for r in self.written if r.out in replacing)
+        if replaced:
+            where = self.written[0].out.parent
+            line += f"; replaced {replaced} existing file{'s' if replaced != 1 else ''} in {where}"
+        return line
 
 
 # --- inputs -------------------------------------------------------------------------------------------------
@@ -137,6 +146,40 @@ def plan_jobs(inputs: Sequence[Path], out_dir: Path, length: Callable[[Path], in
             )
         by_out[out] = source
     return [Job(source, out, length(source)) for out, source in by_out.items()]
+
+
+def check_outputs(jobs: Sequence[Job], inputs: Sequence[Path], out_dir: Path, overwrite: bool) -> set[Path]:
+    """Refuse an output that is one of the inputs (symlinks and hard links followed), always; refuse outputs that
+    already exist unless `overwrite`. Returns the existing outputs that will be replaced."""
+    by_file: dict[tuple[int, int], Path] = {}
+    for source in inputs:
+        with contextlib.suppress(OSError):  # a vanished input is reported when it is read
+            st = source.stat()
+            by_file[(st.st_dev, st.st_ino)] = source
+    existing: list[Path] = []
+    for job in jobs:
+        if not os.path.lexists(job.out):
+            continue
+        try:
+            st = job.out.stat()
+            source = by_file.get((st.st_dev, st.st_ino))
+        except OSError:  # a dangling link: not an input
+            source = None
+        if source is not None:
+            which = "" if source == job.out else f" ({source})"
+            raise GankitError(
+                f"{job.out}: is an input{which}, and the output of {job.source.name} would replace it; choose an "
+                "--out-dir apart from the inputs (an input is never replaced, even with --overwrite)"
+            )
+        existing.append(job.out)
+    if existing and not overwrite:
+        n = len(existing)
+        count = "" if len(jobs) == 1 else f" ({n} of the {len(jobs)} outputs already exist in {out_dir})"
+        raise GankitError(
+            f"{existing[0]}: already exists{count}; pass --overwrite to replace {'it' if n == 1 else 'them'} or "
+            "choose another --out-dir"
+        )
+    return set(existing)
 
 
 def batches(jobs: Sequence[Job], batch_size: int) -> list[list[Job]]:
