@@ -31,6 +31,12 @@ TASK_ENTRY = ("tests.support.faulty_tasks", "build_faulty_hifigan")
 @dataclass
 class Faults:
     g_offset: float | None = None  # added to every generator output: a constant DC offset it cannot train away
+    # From training step `onset` on (0: from the start) the output faults act: g_offset (grown linearly over
+    # `g_offset_ramp` steps: the DC cheat beginning), zero_output_of, and d_lr_factor (D's learning rate ×
+    # this: 0 freezes the discriminators' weights, 100 makes them overpower the generator).
+    onset: int = 0
+    g_offset_ramp: int = 0
+    d_lr_factor: float | None = None
     zero_output_of: str | None = None  # generator submodule whose output is multiplied by 0 (its gradient is 0)
     unused_module: str | None = None  # name of a trainable submodule added to the generator and never called
     freeze_discriminators: bool = False  # requires_grad False on every discriminator parameter
@@ -58,15 +64,22 @@ def build_faulty_hifigan(config: Mapping[str, Any]) -> FaultyTask:
     return FaultyTask(build_hifigan_task(config), FAULTS)
 
 
-def _add(offset: float) -> Any:
+def _add(task: FaultyTask, offset: float) -> Any:
     def hook(module: nn.Module, inputs: Any, output: Tensor) -> Tensor:
-        return output + offset
+        f = task.faults
+        done = task.g_calls + 1 - f.onset  # steps since the onset, this one included (g_calls counts losses)
+        if done <= 0:
+            return output
+        return output + offset * (min(1.0, done / f.g_offset_ramp) if f.g_offset_ramp else 1.0)
 
     return hook
 
 
-def _zero(module: nn.Module, inputs: Any, output: Tensor) -> Tensor:
-    return output * 0.0
+def _zero(task: FaultyTask) -> Any:
+    def hook(module: nn.Module, inputs: Any, output: Tensor) -> Tensor:
+        return output * 0.0 if task.g_calls + 1 >= task.faults.onset else output
+
+    return hook
 
 
 class FaultyTask:
@@ -77,6 +90,7 @@ class FaultyTask:
         self.faults = faults
         self.generator: nn.Module | None = None
         self.g_calls = 0  # generator-loss calls on the live generator: the training step being computed
+        self._d_scaled = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -86,9 +100,9 @@ class FaultyTask:
         f = self.faults
         g = nets["generator"]
         if f.g_offset is not None:
-            g.register_forward_hook(_add(f.g_offset))
+            g.register_forward_hook(_add(self, f.g_offset))
         if f.zero_output_of is not None:
-            g.get_submodule(f.zero_output_of).register_forward_hook(_zero)
+            g.get_submodule(f.zero_output_of).register_forward_hook(_zero(self))
         if f.unused_module is not None:
             g.add_module(f.unused_module, nn.Conv1d(1, 1, 3, padding=1))
         if f.freeze_discriminators:
@@ -97,7 +111,23 @@ class FaultyTask:
         self.generator = g
         if f.g_lr_from is not None:
             _HOOKS.append(register_optimizer_step_pre_hook(self._set_g_lr))
+        if f.d_lr_factor is not None:
+            self.discriminator = nets[self.inner.discriminator_keys[0]]
+            _HOOKS.append(register_optimizer_step_pre_hook(self._scale_d_lr))
         return nets
+
+    def _scale_d_lr(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        """From the onset, D's optimizer steps with its scheduled rate × d_lr_factor (restored after the step
+        would need a post-hook; the scheduler's next value is recomputed from its own state, so scaling the
+        stored rate once at the onset is enough)."""
+        f = self.faults
+        first = next(self.discriminator.parameters())
+        if self.g_calls + 1 < f.onset or self._d_scaled:
+            return
+        if any(p is first for group in optimizer.param_groups for p in group["params"]):
+            for group in optimizer.param_groups:
+                group["lr"] *= float(f.d_lr_factor or 0.0)
+            self._d_scaled = True
 
     def _set_g_lr(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
         assert self.faults.g_lr_from is not None and self.generator is not None

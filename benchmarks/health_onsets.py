@@ -1,0 +1,176 @@
+"""The health monitor at its DEFAULT settings on real speech: false alarms on healthy runs, and how soon each induced
+failure is named after its onset.
+
+Healthy: `hifigan_tiny` and `melgan_tiny` on festvox-ru (the Debian package's 620 recordings of one Russian speaker,
+prepared at 22.05 kHz), one run per seed, default health settings: every warning- or error-level event is a false
+alarm. Induced (hifigan_tiny, one seed): each failure switched on at `--onset` (after every check's grace period) by
+the test suite's fault wrappers (tests/support/faulty_tasks.py) and judged by the step at which its kind is first
+named, and by any warning raised before the onset:
+
+    dc_cheat                 an output bias growing from 0 to 0.05 (≈ 0.5× the real std) over 300 steps
+    frozen_discriminator     the discriminators' learning rate set to 0
+    overpowering             the discriminators' learning rate × 100
+    dead_layer               the generator's first upsampling layer's output multiplied by 0
+    unused_parameter         a generator module that is never called (named before training: onset 0)
+    loss_spike               the generator's loss × 100 for one step
+    nonfinite                the generator's loss NaN for one step
+
+    python benchmarks/health_onsets.py                          # everything: hours on a 2-core CPU
+    python benchmarks/health_onsets.py --only induced --onset 1500
+    python benchmarks/health_onsets.py --only healthy --seeds 1 --steps 3000 --configs hifigan_tiny
+
+Not a test: it takes long on CPU; the README shows its table with the machine it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+FESTVOX_RU = Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits")
+# Induced failure → (the event kind that names it, Faults keyword arguments, config overrides).
+INDUCED: dict[str, tuple[str, dict[str, Any]]] = {
+    "dc_cheat": ("dc_offset", {"g_offset": 0.05, "g_offset_ramp": 300}),
+    "frozen_discriminator": ("discriminator_collapse", {"d_lr_factor": 0.0}),
+    "overpowering": ("discriminator_overpowering", {"d_lr_factor": 100.0}),
+    "dead_layer": ("dead_layers", {"zero_output_of": "ups.0"}),
+    "unused_parameter": ("unused_parameters", {"unused_module": "never_called"}),
+    "loss_spike": ("loss_spike", {"loss_scale_at": "onset:100"}),
+    "nonfinite": ("nonfinite", {"nan_loss_at": "onset"}),
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=None, help="a corpus written by `gankit prepare` at 22.05 kHz "
+                   "(default: festvox-ru prepared into --out)")
+    p.add_argument("--out", type=Path, default=None, help="where runs go (default: a temporary folder)")
+    p.add_argument("--only", choices=("healthy", "induced"), default=None)
+    p.add_argument("--configs", default="hifigan_tiny,melgan_tiny", help="healthy runs' configs (comma-separated)")
+    p.add_argument("--seeds", type=int, default=3, help="healthy runs per config (default 3)")
+    p.add_argument("--steps", type=int, default=3000, help="steps per healthy run (default 3000)")
+    p.add_argument("--onset", type=int, default=1500, help="step at which induced failures start (default 1500)")
+    p.add_argument("--after", type=int, default=300, help="steps an induced run goes on after its onset")
+    p.add_argument("--scenarios", default=",".join(INDUCED), help="induced scenarios (comma-separated)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return p.parse_args(argv)
+
+
+def festvox_corpus(out: Path) -> Path:
+    from gankit.data.prepare import prepare_corpus
+
+    folder = out / "festvox_ru_22k"
+    if (folder / "train.txt").is_file():
+        return folder
+    if not (FESTVOX_RU / "etc" / "txt.done.data").is_file():
+        raise SystemExit(f"festvox-ru is not installed ({FESTVOX_RU}): bash scripts/bootstrap.sh festvox-ru")
+    prepare_corpus(FESTVOX_RU, folder, "festvox", sample_rate=22050, val_size=20, progress=True)
+    return folder
+
+
+def faults_for(kwargs: dict[str, Any], onset: int) -> Any:
+    from tests.support.faulty_tasks import Faults
+
+    resolved: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if value == "onset":
+            value = {onset}
+        elif isinstance(value, str) and value.startswith("onset:"):
+            value = {onset: float(value.split(":", 1)[1])}
+        resolved[key] = value
+    return Faults(onset=onset, **resolved)
+
+
+def train_once(config_name: str, corpus: Path, run: Path, steps: int, seed: int, threads: int,
+               faults: Any = None) -> dict[str, Any]:
+    """One run at default health settings; returns its events and timing."""
+    import gankit.tasks as tasks
+    from gankit.config import load_config
+    from gankit.engine.jsonl import read_jsonl
+    from gankit.training import train
+    from tests.support import faulty_tasks
+
+    overrides = [f"data.dir={corpus}", f"train.max_steps={steps}", f"seed={seed}", f"train.num_threads={threads}",
+                 f"train.ckpt_every={steps}", "train.val_every=1000", "validation.best_measures=[]", "device=cpu"]
+    _, config = load_config(config_name, overrides)
+    saved = tasks.TASKS.get("hifigan")
+    if faults is not None:
+        faulty_tasks.FAULTS = faults
+        tasks.TASKS["hifigan"] = faulty_tasks.TASK_ENTRY
+    started = time.monotonic()
+    try:
+        code = train(config, run, progress=False)
+    finally:
+        if saved is not None:
+            tasks.TASKS["hifigan"] = saved
+        faulty_tasks.remove_hooks()
+    events = list(read_jsonl(run / "events.jsonl"))
+    return {"code": code, "seconds": time.monotonic() - started, "events": events}
+
+
+def serious(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e.get("severity") in ("warning", "error")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from benchmarks.machine import describe_machine
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="health_onsets_"))
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = args.data or festvox_corpus(out)
+    print(f"machine: {describe_machine()}\ncorpus: {corpus}\nruns: {out}", flush=True)
+    results: dict[str, Any] = {"machine": describe_machine(), "healthy": [], "induced": []}
+
+    if args.only in (None, "healthy"):
+        for name in args.configs.split(","):
+            for seed in range(1, args.seeds + 1):
+                run = out / f"healthy_{name}_seed{seed}"
+                r = train_once(name, corpus, run, args.steps, seed, args.threads)
+                alarms = [(e["step"], e["kind"]) for e in serious(r["events"])]
+                results["healthy"].append({"config": name, "seed": seed, "steps": args.steps, "alarms": alarms,
+                                           "seconds": round(r["seconds"])})
+                print(f"healthy {name} seed {seed}: {len(alarms)} false alarm(s) {alarms} "
+                      f"({r['seconds'] / 60:.1f} min)", flush=True)
+
+    if args.only in (None, "induced"):
+        for scenario in args.scenarios.split(","):
+            kind, kwargs = INDUCED[scenario]
+            onset = 0 if scenario == "unused_parameter" else args.onset
+            run = out / f"induced_{scenario}"
+            r = train_once("hifigan_tiny", corpus, run, onset + args.after if onset else args.after, 1,
+                           args.threads, faults_for(kwargs, onset))
+            named = [e["step"] for e in r["events"] if e["kind"] == kind]
+            before = [(e["step"], e["kind"]) for e in serious(r["events"]) if e["step"] < onset]
+            row = {"scenario": scenario, "kind": kind, "onset": onset, "named_at": named[0] if named else None,
+                   "false_alarms_before_onset": before, "seconds": round(r["seconds"])}
+            results["induced"].append(row)
+            print(f"induced {scenario}: {kind} named at {row['named_at']} (onset {onset}); "
+                  f"before the onset: {before}", flush=True)
+
+    print("\n| run | kind | onset | named at | delay | warnings before onset / false alarms |")
+    print("|---|---|---|---|---|---|")
+    for h in results["healthy"]:
+        print(f"| healthy {h['config']} seed {h['seed']} ({h['steps']} steps) | — | — | — | — | {len(h['alarms'])} "
+              f"{h['alarms'] or ''} |")
+    for i in results["induced"]:
+        delay = i["named_at"] - i["onset"] if i["named_at"] is not None else "not named"
+        print(f"| {i['scenario']} | {i['kind']} | {i['onset']} | {i['named_at']} | {delay} | "
+              f"{len(i['false_alarms_before_onset'])} |")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
