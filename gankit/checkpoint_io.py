@@ -4,6 +4,7 @@ atomic `torch.save`. Shared by the engine, inference and the original-format con
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,23 +16,59 @@ from torch import nn
 from gankit import atomic
 from gankit.errors import CheckpointError
 
+# What a file torch.load can read starts with: a zip archive (torch.save since 1.6), or a pickle (PROTO opcode)
+# whose first object is the legacy format's magic number 0x1950a86a20f9469cfc6c (LONG1 of 10 bytes), found within
+# its first bytes whatever the pickle protocol (a FRAME opcode may come first).
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+# How torch's weights-only unpickler names the global it refused (2.4+: "GLOBAL mod.name"; older: "Unsupported class").
+_GLOBAL = re.compile(r"(?:GLOBAL|Unsupported class) ([A-Za-z_][\w.]*)")
+_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation", "In PyTorch 2.6")
+
+
+def _not_torch_file(p: Path) -> str | None:
+    """Why `p` cannot be a PyTorch file at all (from its first bytes), or None when it may be one."""
+    try:
+        with p.open("rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return None  # torch.load reports it
+    if not head or head.startswith(_ZIP_MAGIC) or head[257:262] == b"ustar":  # tar: torch's oldest format
+        return None  # empty: torch.load says so, as for any cut-short file
+    if head.startswith(b"\x80") and _LEGACY_MAGIC in head[:32]:
+        return None
+    if head.startswith(b"\x80"):
+        return "a plain Python pickle, not a PyTorch file"
+    return f"neither a PyTorch zip archive nor a legacy PyTorch file (it starts with bytes {head[:8].hex(' ')})"
+
 
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
     """`torch.load(weights_only=True)` with one-line errors for missing, corrupt and code-carrying files."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint file.")
+    problem = _not_torch_file(p)
+    if problem is not None:
+        raise CheckpointError(f"{p}: not a checkpoint — {problem}; pass a .pt file written by gankit or torch.save.")
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        found = _GLOBAL.search(str(exc))
+        if found is None:  # the unpickler met something it cannot read at all: a damaged file, not a refusal
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()
+                     and not line.strip().startswith(_BOILERPLATE)]
+            first = lines[0] if lines else type(exc).__name__
+            raise CheckpointError(f"{p}: not a readable checkpoint (truncated or corrupt?): {first[:200]}") from None
         raise CheckpointError(
-            f"{p}: refused to load — it holds pickled Python objects that could run code when loaded "
-            f"({first[:160]}). gankit only reads tensors and plain values; re-save it from trusted code "
-            "as a plain state dict."
+            f"{p}: refused to load — it holds pickled Python objects that could run code when loaded: it would "
+            f"import and call {found.group(1)}. gankit only reads tensors and plain values; re-save it from trusted "
+            "code as a plain state dict."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{p}: not a readable checkpoint (truncated or corrupt?): {str(exc)[:200]}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as exc:
+        # KeyError/IndexError: a legacy-format file whose pickle stream is damaged (a memo reference to nothing).
+        detail = str(exc) if isinstance(exc, (RuntimeError, OSError, ValueError)) and str(exc) else (
+            "the file ends early" if isinstance(exc, EOFError) else f"{type(exc).__name__} {exc}")
+        raise CheckpointError(f"{p}: not a readable checkpoint (truncated or corrupt?): {detail[:200]}") from None
 
 
 def save_torch(path: Path, obj: Any) -> None:

@@ -30,11 +30,11 @@ _ADVICE: dict[str, str] = {
 class UnusableAudioError(AudioReadError):
     """An `AudioReadError` that also says which kind of problem it is, so `prepare` can count skips by reason."""
 
-    def __init__(self, path: str | os.PathLike[str], kind: ProblemKind, what: str) -> None:
+    def __init__(self, path: str | os.PathLike[str], kind: ProblemKind, what: str, advice: str | None = None) -> None:
         self.path = str(path)
         self.kind: ProblemKind = kind
         self.what = what  # the problem alone, without file name and advice (for skip lists)
-        super().__init__(f"{path}: {what}; {_ADVICE[kind]}")
+        super().__init__(f"{path}: {what}; {advice or _ADVICE[kind]}")
 
 
 def _wav_truncation(path: Path) -> str | None:
@@ -114,7 +114,12 @@ def read_audio(path: str | os.PathLike[str], target_sr: int | None = None) -> tu
         )
     audio = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(audio).all():
-        raise UnusableAudioError(p, "unreadable", "the audio holds NaN or infinite samples")
+        bad = int(np.count_nonzero(~np.isfinite(audio)))
+        # It decoded fine: converting it would not help. Its samples are not numbers (a diverged model's output?).
+        raise UnusableAudioError(
+            p, "unreadable", f"it holds NaN/inf samples ({bad} of {audio.shape[0]}), not audio",
+            "re-export it from its source, or remove it from the corpus",
+        )
     audio = np.clip(audio, -1.0, 1.0)
     if target_sr is not None and target_sr != sample_rate:
         audio = resample(audio, sample_rate, target_sr)

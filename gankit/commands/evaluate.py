@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gankit.errors import check_output_dir, check_output_file
     from gankit.infer import load_vocoder
     from gankit.infer.evaluation import (
         check_measures,
@@ -41,8 +42,15 @@ def run(args: argparse.Namespace) -> int:
         write_results,
     )
 
-    # Options and data first: a typo or a wrong folder should fail before the checkpoint is loaded.
+    # Options, outputs and data first: a typo or a wrong path should fail before the checkpoint is loaded, and an
+    # output that cannot be written before any scoring (whose results it would lose).
     measures = check_measures(args.measures.split(","))
+    if args.out is not None:
+        check_output_file(args.out, "--out")
+    if args.audio_dir is not None:
+        check_output_dir(args.audio_dir, "--audio-dir")
+        for system in ("model", *(() if args.baseline == "none" else (args.baseline.replace("-", "_"),))):
+            check_output_dir(args.audio_dir / system, "--audio-dir's folder for each system")
     references = find_references(args.data, args.wav_dir, args.limit)
     vocoder = load_vocoder(args.checkpoint, config=args.config, best=args.best, device=args.device)
     baseline = None if args.baseline == "none" else args.baseline.replace("-", "_")

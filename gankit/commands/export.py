@@ -26,9 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from gankit.audio.mel import build_frontend
     from gankit.compat.hifigan_original import write_original_generator
-    from gankit.errors import CheckpointError, ConfigError
+    from gankit.errors import CheckpointError, ConfigError, OutputPathError, check_output_dir
     from gankit.infer.loading import build_generator_from, read_checkpoint
 
+    check_output_dir(args.to_original, "--to-original")  # before the checkpoint is read: a wrong path costs nothing
     loaded = read_checkpoint(args.checkpoint, config=args.config, best=args.best)
     if loaded.family != "hifigan":
         raise CheckpointError(
@@ -41,11 +42,13 @@ def run(args: argparse.Namespace) -> int:
             f"{loaded.path}: trained on mel preset {preset!r}, but the original HiFi-GAN scripts compute the "
             "'hifigan' mel and would feed it other inputs; use the gankit checkpoint with gankit vocode instead"
         )
-    if args.to_original.exists() and not args.to_original.is_dir():
-        raise ConfigError(f"{args.to_original}: --to-original exists and is not a folder; choose another path")
+    step = loaded.step if isinstance(loaded.step, int) and loaded.step >= 0 else 0
+    for name in (f"g_{step:08d}", "config.json"):
+        if (args.to_original / name).is_dir():
+            raise OutputPathError(f"{args.to_original / name}: a folder is in the way of the file export writes "
+                                  "there; move it or choose another --to-original")
     # Weight norm kept as trained: the g/v pairs are written exactly, not re-derived from folded weights.
     generator = build_generator_from(loaded, "cpu")
-    step = loaded.step if isinstance(loaded.step, int) and loaded.step >= 0 else 0
     args.to_original.mkdir(parents=True, exist_ok=True)
     try:
         path = write_original_generator(args.to_original, generator, loaded.generator_config,

@@ -24,13 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gankit.errors import ConfigError
+    from gankit.errors import ConfigError, check_output_dir
     from gankit.report.build import ReportOptions, build_report
 
     if not 50.0 < args.percentile <= 100.0:
         raise ConfigError(f"--percentile must be in (50, 100], got {args.percentile}")
     if args.max_sample_steps < 1:
         raise ConfigError(f"--max-sample-steps must be at least 1, got {args.max_sample_steps}")
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
+    elif args.run_dir.is_dir():  # (a missing or wrong RUN_DIR is reported by the report's own checks)
+        check_output_dir(args.run_dir / "report", "the report folder (RUN_DIR/report; --out DIR writes elsewhere)")
     options = ReportOptions(percentile=args.percentile, max_sample_steps=args.max_sample_steps)
     index = build_report(args.run_dir, args.out, options)
     print(index)

@@ -3,8 +3,9 @@ by norm or value, and any torch.optim.lr_scheduler class stepped per step, per e
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ class SchedulerSettings:
     cls: type
     kwargs: dict[str, Any]
     interval: str | int  # "step", "epoch" or every N steps
+    where: str = "scheduler"  # its config key, for messages
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,81 @@ def _class_from(module: Any, name: Any, base: type, where: str) -> type:
     return cls
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _above_zero(value: Any) -> str | None:
+    return None if _number(value) and value > 0 else "must be > 0"
+
+
+def _learning_rate(value: Any) -> str | None:
+    # 0 is allowed: it freezes a group's networks while they still compute gradients (tests and health checks do).
+    return None if _number(value) and value >= 0 else "must be > 0 (or 0 to freeze the group)"
+
+
+def _not_negative(value: Any) -> str | None:
+    return None if _number(value) and value >= 0 else "must be ≥ 0"
+
+
+def _count(value: Any) -> str | None:
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    return None if whole and value >= 1 else "must be a whole number ≥ 1"
+
+
+def _betas(value: Any) -> str | None:
+    pair = isinstance(value, (list, tuple)) and len(value) == 2
+    return None if pair and all(_number(b) and 0 <= b < 1 for b in value) else "must be two numbers in [0, 1)"
+
+
+def _milestones(value: Any) -> str | None:
+    ok = isinstance(value, (list, tuple)) and value and all(_count(m) is None for m in value)
+    return None if ok else "must be a list of whole numbers ≥ 1"
+
+
+# Values checked by name before an optimizer or scheduler is built: torch's own checks (where it has them) name
+# neither the key nor the config section, and some values it takes silently (a zero learning rate, a negative decay).
+_OPTIMIZER_VALUES: dict[str, Callable[[Any], str | None]] = {
+    "lr": _learning_rate, "betas": _betas, "eps": _not_negative, "weight_decay": _not_negative,
+    "momentum": _not_negative, "dampening": _not_negative,
+}
+_SCHEDULER_VALUES: dict[str, Callable[[Any], str | None]] = {
+    "gamma": _above_zero, "max_lr": _above_zero, "eta_min": _not_negative, "step_size": _count, "T_max": _count,
+    "T_0": _count, "T_mult": _count, "total_iters": _count, "total_steps": _count, "epochs": _count,
+    "steps_per_epoch": _count, "milestones": _milestones,
+}
+
+
+def _shown(value: Any) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+
+
+def _check_arguments(cls: type, kwargs: Mapping[str, Any], first: str, where: str,
+                     rules: Mapping[str, Callable[[Any], str | None]]) -> None:
+    """Every key of `kwargs` is an argument `cls` takes, every argument it needs is given (`first`, the optimizer
+    or its parameters, is passed by gankit), and the values `rules` knows are in range: ConfigError naming the key."""
+    try:
+        signature = inspect.signature(cls.__init__)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        params = [p for name, p in signature.parameters.items() if name not in ("self", first)]
+        named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            unknown = sorted(set(kwargs) - {p.name for p in named})
+            if unknown:
+                raise ConfigError(f"{where}.{unknown[0]}: {cls.__name__} takes no argument {unknown[0]!r}; its "
+                                  f"arguments are {', '.join(p.name for p in named)}.")
+        missing = [p.name for p in named if p.default is p.empty and p.name not in kwargs]
+        if missing:
+            raise ConfigError(f"{where}.{missing[0]}: {cls.__name__} needs it; give a value.")
+    for key, value in kwargs.items():
+        rule = rules.get(key)
+        problem = rule(value) if rule is not None else None
+        if problem is not None:
+            raise ConfigError(f"{where}.{key}: {problem}, got {_shown(value)}")
+
+
 def _clip(raw: Any, where: str) -> ClipSettings | None:
     if raw is None:
         return None
@@ -85,7 +162,8 @@ def _scheduler(raw: Any, where: str) -> SchedulerSettings | None:
                                                and interval >= 1)):
         raise ConfigError(f"{where}.interval must be step, epoch or a number of steps ≥ 1, got {interval!r}.")
     kwargs = {k: _plain(v) for k, v in raw.items() if k not in ("type", "interval")}
-    return SchedulerSettings(cls, kwargs, interval)
+    _check_arguments(cls, kwargs, "optimizer", where, _SCHEDULER_VALUES)
+    return SchedulerSettings(cls, kwargs, interval, where)
 
 
 def parse_groups(section: Mapping[str, Any] | None, groups: Sequence[OptimizerGroup]) -> dict[str, GroupSettings]:
@@ -108,6 +186,7 @@ def parse_groups(section: Mapping[str, Any] | None, groups: Sequence[OptimizerGr
                               "and its arguments).")
         cls = _class_from(torch.optim, raw["type"], torch.optim.Optimizer, f"{where}.type")
         kwargs = {k: _plain(v) for k, v in raw.items() if k not in _RESERVED}
+        _check_arguments(cls, kwargs, "params", where, _OPTIMIZER_VALUES)
         settings = GroupSettings(name, cls, kwargs, _clip(raw.get("clip"), f"{where}.clip"),
                                  _scheduler(raw.get("scheduler"), f"{where}.scheduler"))
         build_optimizer(settings, [nn.Parameter(torch.zeros(1))])  # validates the arguments now
@@ -129,7 +208,7 @@ def build_scheduler(settings: SchedulerSettings, optimizer: torch.optim.Optimize
     try:
         return settings.cls(optimizer, **settings.kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"scheduler {settings.cls.__name__}({settings.kwargs}): {exc}") from None
+        raise ConfigError(f"{settings.where}: {settings.cls.__name__}({settings.kwargs}) — {exc}") from None
 
 
 class OptimizerSet:

@@ -116,7 +116,7 @@ def evaluate_vocoder(
             # Every system scored before any row is kept: a file one system cannot score counts for none.
             scored = {name: evaluate_pair_with_reasons(wave, estimate, vocoder.sample_rate, loss_frontend, measures)
                       for name, estimate in estimates.items()}
-        except (GankitError, ValueError) as exc:  # unreadable, too short, NaN output: report it, score the rest
+        except (GankitError, ValueError, OSError) as exc:  # unreadable, too short, NaN output: report, score the rest
             log(f"skipped {ref.id}: {exc}")
             skipped.append({"id": ref.id, "reason": str(exc)})
             continue
