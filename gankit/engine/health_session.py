@@ -213,7 +213,8 @@ class HealthSession:
         images = outcome.outputs is not None and outcome.outputs.kind == "image"
         if images and self.settings.mode_collapse.enabled:
             assert outcome.outputs is not None
-            local.update({f"image/{k}": v for k, v in image_stats(outcome.outputs.fake, outcome.outputs.real).items()})
+            o = outcome.outputs
+            local.update({f"image/{k}": v for k, v in image_stats(o.fake, o.real, o.features).items()})
         if outcome.outputs is not None and not images and self.settings.dc_offset.enabled:
             fake, real = audio_stats(outcome.outputs.fake, outcome.outputs.real)
             for prefix, stats in (("fake_audio", fake), ("real_audio", real)):

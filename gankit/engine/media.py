@@ -7,6 +7,7 @@ separators replaced, so every item of a step has its own file."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Sequence
@@ -31,8 +32,6 @@ def _stem(item: MediaItem) -> str:
 
 def _png(path: Path, pixels: np.ndarray, cmap: str | None = None) -> None:
     """An image file written atomically; `pixels` [H, W] (with `cmap`) or [H, W, 3] in [0, 1]."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,6 +54,8 @@ def _write(folder: Path, item: MediaItem) -> dict[str, Any]:
         if pixels.ndim != 3 or pixels.shape[0] not in (1, 3):
             raise ValueError(f"image {item.group}/{item.label}: pixels must be [1 or 3, H, W], got {pixels.shape}")
         entry.update(type="image", file=f"{stem}.png", height=int(pixels.shape[1]), width=int(pixels.shape[2]))
+        if item.animate:
+            entry["animate"] = True
         if pixels.shape[0] == 1:
             _png(folder / entry["file"], pixels[0], cmap="gray")
         else:
@@ -90,6 +91,8 @@ def write_media(samples_dir: Path, step: int, media: Sequence[MediaItem]) -> Non
     if produced:
         step_dir.mkdir(parents=True, exist_ok=True)
         _write_index(step_dir, [_write(step_dir, item) for item in produced], step)
+    if any(isinstance(item, ImageItem) and item.animate for item in produced):
+        progress_animations(samples_dir)
     references = [item for item in media if item.role == "reference"]
     if references:
         ref_dir = samples_dir / "reference"
@@ -100,6 +103,35 @@ def write_media(samples_dir: Path, step: int, media: Sequence[MediaItem]) -> Non
             if f"{_stem(item)}.{'wav' if isinstance(item, AudioItem) else 'png'}" not in known:
                 entries.append(_write(ref_dir, item))
         _write_index(ref_dir, entries, None)
+
+
+PROGRESS = "progress.gif"
+FRAME_MS = 200  # per validation
+LAST_FRAME_MS = 1500  # the latest grid stays up a moment before the loop starts again
+
+
+def progress_animations(samples_dir: Path) -> list[Path]:
+    """(Re)write the animated GIF of every `animate` image over all validations so far, in step order; returns
+    the files. Rebuilt from the step folders each time, so a resumed run's animation is whole."""
+    from PIL import Image
+
+    series: dict[str, list[Path]] = {}
+    for step_dir in sorted(samples_dir.glob("step_*")):
+        for entry in read_index(step_dir):
+            if entry.get("animate") and entry.get("type") == "image" and (step_dir / entry["file"]).is_file():
+                series.setdefault(Path(entry["file"]).stem, []).append(step_dir / entry["file"])
+    written = []
+    for stem, frames in sorted(series.items()):
+        target = samples_dir / (PROGRESS if len(series) == 1 else f"progress__{stem}.gif")
+        images = [Image.open(f).convert("RGB") for f in frames]
+        size = images[-1].size
+        images = [im if im.size == size else im.resize(size) for im in images]
+        durations = [FRAME_MS] * (len(images) - 1) + [LAST_FRAME_MS]
+        buffer = io.BytesIO()
+        images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
+        atomic.write_bytes(target, buffer.getvalue())
+        written.append(target)
+    return written
 
 
 def log_media(writer: Any, step: int, media: Sequence[MediaItem], limit: int = 4) -> None:

@@ -155,8 +155,9 @@ class StepRunner:
                     for readout in terms.classifiers:
                         out.classifiers[readout.network] = readout
                     if terms.outputs is not None:
-                        out.outputs = OutputPair(terms.outputs.fake.detach(), terms.outputs.real.detach(),
-                                                 terms.outputs.kind)
+                        o = terms.outputs
+                        feats = None if o.features is None else (o.features[0].detach(), o.features[1].detach())
+                        out.outputs = OutputPair(o.fake.detach(), o.real.detach(), o.kind, feats)
                     if single:
                         self._finish(step, update, logs[update.group], out)
                     if update is window.updates[0]:

@@ -319,6 +319,11 @@ class _Page:
                               "hint"))
         if not run.samples:
             parts.append(note("Only references so far: no validation step has written generated media."))
+        for gif in sorted(run.run_dir.glob("samples/progress*.gif")):
+            placed = self.media.image(gif, gif.stem)
+            if placed is not None:
+                parts.append(figure(placed, f"{gif.stem}: every validation in turn",
+                                    f"samples/{gif.name}: the fixed-noise samples at each validation, in order"))
         rows = []
         if run.references:
             rows.append([element("strong", "reference"),

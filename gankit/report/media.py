@@ -74,7 +74,7 @@ class MediaWriter:
 
     def image(self, png: Path, name: str) -> str | None:
         """A task's own image (a sample grid, a spectrogram) placed under `root/images/`; None if it cannot be."""
-        target = self.root / "images" / f"{name}.png"
+        target = self.root / "images" / f"{name}{png.suffix or '.png'}"
         try:
             place_file(png, target)
         except OSError:

@@ -86,6 +86,9 @@ class OutputPair:
     fake: Tensor
     real: Tensor
     kind: Literal["audio", "image"] = "audio"
+    # Optional feature vectors [B, D] of fake and real (e.g. a fixed random network's): image diversity is then
+    # measured between features rather than pixels, closer to what a person sees as "all alike".
+    features: tuple[Tensor, Tensor] | None = None
 
 
 @dataclass
@@ -117,12 +120,15 @@ class AudioItem:
 
 @dataclass
 class ImageItem:
-    """Pixels [C, H, W] in [0, 1], C = 1 or 3 (a grid of samples is one image)."""
+    """Pixels [C, H, W] in [0, 1], C = 1 or 3 (a grid of samples is one image). `animate`: the engine keeps an
+    animated GIF of this item over the run's validations (`samples/progress.gif`; with several animated items,
+    `samples/progress__<group>__<label>.gif` each) — e.g. a fixed-noise grid."""
 
     pixels: Tensor
     group: str
     label: str
     role: MediaRole = "generated"
+    animate: bool = False
 
 
 @dataclass

@@ -410,7 +410,7 @@ class ImageGanTask:
         gap = float((fake.mean(0) - batch["image"].mean(0)).abs().mean())
         grid = (torch.cat(list(fake), dim=-1) + 1) / 2  # [1, 16, 8·16] in [0, 1]
         real = (torch.cat(list(batch["image"]), dim=-1) + 1) / 2
-        return ValidationResult({"val/mean_gap": gap}, [ImageItem(grid, "fixed noise", "samples"),
+        return ValidationResult({"val/mean_gap": gap}, [ImageItem(grid, "fixed noise", "samples", animate=True),
                                                         ImageItem(real, "fixed noise", "data", role="reference")])
 
     def export(self, nets: Mapping[str, nn.Module], step: int) -> dict[str, Any]:

@@ -14,10 +14,12 @@ from gankit.engine.health.record import StepRecord
 from gankit.engine.health.settings import ModeCollapseSettings
 
 
-def image_stats(fake: Tensor, real: Tensor) -> dict[str, float]:
+def image_stats(fake: Tensor, real: Tensor, features: tuple[Tensor, Tensor] | None = None) -> dict[str, float]:
     """"diversity": the mean distance of each generated image to the batch's mean image, over the same of the
-    real batch (1 ≈ as varied as the data; an untrained generator is already below it); channel means/stds."""
-    x = torch.stack([fake.detach().float().flatten(1), real.detach().float().flatten(1)])  # [2, B, C·H·W]
+    real batch (1 ≈ as varied as the data; an untrained generator is already below it), between the task's
+    feature vectors where it gives them, else between pixels; channel means/stds."""
+    pair = features if features is not None else (fake, real)
+    x = torch.stack([pair[0].detach().float().flatten(1), pair[1].detach().float().flatten(1)])  # [2, B, D]
     spread = (x - x.mean(dim=1, keepdim=True)).norm(dim=-1).mean(dim=1)  # [2]
     stats = {"diversity": float(spread[0] / spread[1].clamp_min(1e-8))}
     channels = fake.shape[1] if fake.dim() == 4 else 1
