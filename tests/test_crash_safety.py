@@ -280,8 +280,9 @@ def test_sigkill_at_seeded_random_moments_resumes_to_the_same_end(tiny_corpus: P
     random_kills(tiny_corpus, tmp_path, seed=7, kills=2, max_steps=10)
 
 
-# Slow (≈ 5 min on the quiet 2-core machine, estimated): twenty kills with a checkpoint every 2 steps; the run ends with every step logged once and
-# every file its manifest names loadable (assert_consistent_end), equal to an uninterrupted run.
+# Slow (≈ 5 min on the quiet 2-core machine, estimated): twenty kills with a checkpoint every 2 steps; the run ends
+# with every step logged once and every file its manifest names loadable (assert_consistent_end), equal to an
+# uninterrupted run.
 @pytest.mark.slow
 def test_twenty_sigkills_at_random_moments_with_a_checkpoint_every_two_steps(
         tiny_corpus: Path, tmp_path: Path) -> None:

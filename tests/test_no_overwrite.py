@@ -1,5 +1,6 @@
 """gankit never overwrites or deletes a file it did not write (issue 13): `prepare` with SRC and OUT overlapping or
-foreign files in OUT, `vocode`/`resynth` with outputs on their inputs or on existing files.
+foreign files in OUT, `vocode`/`resynth` with outputs on their inputs or on existing files, `evaluate --out` and
+`--audio-dir` and `export --to-original` on existing files or on what they read.
 
 Every refusal is checked the same way: exit status 2, one `error:` line on stderr naming the file, no traceback,
 and the whole test folder unchanged (tests/support/tree.py).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -346,4 +348,173 @@ def test_vocode_into_a_fresh_folder_mentions_no_replacement(capsys, tmp_path, ge
     code, _, err = gankit(capsys, "vocode", "--checkpoint", generator_file, tmp_path / "m.npy", "--out-dir",
                           tmp_path / "out")
     refused(code, err, f"{tmp_path / 'out' / 'm.wav'}: already exists; pass --overwrite to replace it")
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+# ---- evaluate: --out and --audio-dir never replace a file without --overwrite, never an input ------------------
+def evaluate(capsys: pytest.CaptureFixture[str], checkpoint: Path, data: Path, *extra: str | Path):
+    return gankit(capsys, "evaluate", "--checkpoint", checkpoint, "--data", data, "--measures", "mel_l1", *extra)
+
+
+@pytest.fixture
+def nothing_scored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refusals come before any work: loading the checkpoint or scoring fails the test."""
+    import gankit.infer
+    import gankit.infer.evaluation
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("evaluate loaded or scored before it checked its outputs")
+
+    monkeypatch.setattr(gankit.infer, "load_vocoder", never)
+    monkeypatch.setattr(gankit.infer.evaluation, "evaluate_vocoder", never)
+
+
+@pytest.mark.usefixtures("nothing_scored")
+def test_evaluate_refuses_an_existing_out_file(capsys, tmp_path, corpus, generator_file):
+    """Bug 4: `gankit evaluate --out FILE` replaced any existing file with the results, silently."""
+    mine = tmp_path / "notes.json"
+    mine.write_text('{"mine": true}\n')
+    before = snapshot(tmp_path)
+    code, _, err = evaluate(capsys, generator_file, corpus, "--out", mine)
+    refused(code, err, f"{mine}: --out already exists; pass --overwrite to replace it or choose another --out")
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+@pytest.mark.usefixtures("nothing_scored")
+def test_evaluate_never_replaces_the_list_it_reads(capsys, tmp_path, corpus, generator_file):
+    """`--out data/val.txt` (a slip of the keyboard) is refused even with --overwrite: evaluate reads that file."""
+    before = snapshot(tmp_path)
+    for extra in ((), ("--overwrite",)):
+        code, _, err = evaluate(capsys, generator_file, corpus, "--out", corpus / "val.txt", *extra)
+        refused(code, err, f"{corpus / 'val.txt'}: --out is a file evaluate reads", "never replaced")
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+def test_evaluate_overwrite_replaces_the_out_file_and_says_so(capsys, tmp_path, corpus, generator_file):
+    out = tmp_path / "results.json"
+    out.write_text('{"an earlier run": true}\n')
+    before = snapshot(tmp_path)
+    code, stdout, err = evaluate(capsys, generator_file, corpus, "--baseline", "none", "--out", out, "--overwrite")
+    assert code == 0 and "error:" not in err and "Traceback" not in err, err
+    assert f"results: {out}; replaced the existing file" in stdout.splitlines(), stdout
+    assert changes(before, snapshot(tmp_path)) == {"removed": [], "changed": ["results.json"], "added": []}
+    assert json.loads(out.read_text())["systems"]["model"]["files"][0]["id"] == "utt_003"
+
+
+@pytest.mark.usefixtures("nothing_scored")
+def test_evaluate_refuses_existing_resyntheses_in_audio_dir(capsys, tmp_path, corpus, generator_file):
+    """Bug 5: `--audio-dir DIR` replaced DIR/model/<id>.wav and DIR/griffin_lim/<id>.wav, silently."""
+    listen = tmp_path / "listen"
+    foreign_wav(listen / "model" / "utt_003.wav")
+    before = snapshot(tmp_path)
+    code, _, err = evaluate(capsys, generator_file, corpus, "--audio-dir", listen)
+    refused(code, err, f"{listen / 'model' / 'utt_003.wav'}: already exists (1 of the 2 resyntheses already exist "
+            f"in {listen}); pass --overwrite to replace it or choose another --audio-dir")
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+def test_evaluate_audio_dir_overwrite_replaces_and_says_how_many(capsys, tmp_path, corpus, generator_file):
+    listen = tmp_path / "listen"
+    foreign_wav(listen / "model" / "utt_003.wav")
+    before = snapshot(tmp_path)
+    code, stdout, err = evaluate(capsys, generator_file, corpus, "--audio-dir", listen, "--overwrite",
+                                 "--limit", "1")
+    assert code == 0 and "error:" not in err and "Traceback" not in err, err
+    assert (f"audio: 2 files in {listen / 'model'}, {listen / 'griffin_lim'}; replaced 1 existing file"
+            in stdout.splitlines()), stdout
+    diff = changes(before, snapshot(tmp_path))
+    assert diff == {"removed": [], "changed": ["listen/model/utt_003.wav"],
+                    "added": ["listen/griffin_lim", "listen/griffin_lim/utt_003.wav"]}, diff
+
+
+@pytest.mark.usefixtures("nothing_scored")
+def test_evaluate_never_writes_a_resynthesis_onto_a_reference(capsys, tmp_path, generator_file):
+    """Scoring last time's resyntheses (`--data listen/model`) into the same --audio-dir would replace the very
+    recordings read: refused even with --overwrite."""
+    listen = tmp_path / "listen"
+    foreign_wav(listen / "model" / "a.wav")
+    before = snapshot(tmp_path)
+    for extra in ((), ("--overwrite",)):
+        code, _, err = evaluate(capsys, generator_file, listen / "model", "--audio-dir", listen, *extra)
+        refused(code, err, f"{listen / 'model' / 'a.wav'}: is a file evaluate reads", "never replaced")
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+def test_evaluate_vocoder_refuses_existing_audio_unless_overwrite(tmp_path, corpus):
+    """The library call checks too (`gankit demo` passes overwrite=True for its own run folder): before scoring."""
+    from gankit.audio.mel import build_frontend
+    from gankit.errors import OutputPathError
+    from gankit.infer.evaluation import evaluate_vocoder, find_references
+
+    class Unscored:
+        frontend = build_frontend({"preset": "hifigan"})
+        sample_rate = 22050
+
+        def __call__(self, mel: object) -> None:
+            raise AssertionError("scored")
+
+    listen = tmp_path / "listen"
+    foreign_wav(listen / "griffin_lim" / "utt_003.wav")
+    references = find_references(corpus)
+    before = snapshot(tmp_path)
+    with pytest.raises(OutputPathError, match=re.escape("griffin_lim/utt_003.wav: already exists (1 of the 2")):
+        evaluate_vocoder(Unscored(), references, measures=["mel_l1"], audio_dir=listen, progress=False)
+    assert_unchanged(before, snapshot(tmp_path))
+    with pytest.raises(AssertionError, match="scored"):  # past the check: it started scoring
+        evaluate_vocoder(Unscored(), references, measures=["mel_l1"], audio_dir=listen, progress=False,
+                         overwrite=True)
+
+
+# ---- export: an existing g_<step> is refused without --overwrite; the exported checkpoint never replaced -------
+@pytest.fixture
+def nothing_exported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal comes right after the checkpoint is read: building the generator or writing fails the test."""
+    import gankit.compat.hifigan_original
+    import gankit.infer.loading
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("export built or wrote before it checked its output")
+
+    monkeypatch.setattr(gankit.infer.loading, "build_generator_from", never)
+    monkeypatch.setattr(gankit.compat.hifigan_original, "write_original_generator", never)
+
+
+@pytest.mark.usefixtures("nothing_exported")
+def test_export_refuses_an_existing_generator_file(capsys, tmp_path, generator_file):
+    """Bug 6: `gankit export --to-original DIR` replaced DIR/g_<step>, silently."""
+    out = tmp_path / "original"
+    out.mkdir()
+    (out / "g_00000005").write_bytes(b"someone's own g_ file")
+    before = snapshot(tmp_path)
+    code, _, err = gankit(capsys, "export", "--checkpoint", generator_file, "--to-original", out)
+    refused(code, err, f"{out / 'g_00000005'}: already exists; pass --overwrite to replace it or choose another "
+            "--to-original")
+    assert_unchanged(before, snapshot(tmp_path))
+
+
+def test_export_overwrite_replaces_and_says_so(capsys, tmp_path, generator_file):
+    out = tmp_path / "original"
+    out.mkdir()
+    (out / "g_00000005").write_bytes(b"someone's own g_ file")
+    before = snapshot(tmp_path)
+    code, stdout, err = gankit(capsys, "export", "--checkpoint", generator_file, "--to-original", out, "--overwrite")
+    assert code == 0 and "error:" not in err and "Traceback" not in err, err
+    assert f"→ {out / 'g_00000005'} and {out / 'config.json'}; replaced 1 existing file;" in stdout, stdout
+    diff = changes(before, snapshot(tmp_path))
+    assert diff == {"removed": [], "changed": ["original/g_00000005"], "added": ["original/config.json"]}, diff
+
+
+def test_export_never_replaces_the_checkpoint_it_reads(capsys, tmp_path, generator_file, monkeypatch):
+    """An original g_ file exported into its own folder: the output is the input, refused even with --overwrite."""
+    out = tmp_path / "original"
+    assert gankit(capsys, "export", "--checkpoint", generator_file, "--to-original", out)[0] == 0
+    from gankit.compat import hifigan_original  # (a plain `import gankit.…` would hide gankit() here)
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("export wrote before it checked its output")
+
+    monkeypatch.setattr(hifigan_original, "write_original_generator", never)
+    before = snapshot(tmp_path)
+    code, _, err = gankit(capsys, "export", "--checkpoint", out / "g_00000005", "--to-original", out, "--overwrite")
+    refused(code, err, f"{out / 'g_00000005'}: is the checkpoint being exported", "never replaced")
     assert_unchanged(before, snapshot(tmp_path))

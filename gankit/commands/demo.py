@@ -81,7 +81,10 @@ def _vocode_and_measure(args: argparse.Namespace) -> int:
     print(f"[3/5] vocoding the held-out utterances into {out} and scoring them against Griffin-Lim")
     vocoder = load_vocoder(args.run_dir)
     references = find_references(args.data, limit=args.eval_limit)
-    systems = evaluate_vocoder(vocoder, references, audio_dir=out, progress=not args.no_progress)
+    # overwrite=True: RUN_DIR/heldout is the demo's own output folder inside the run directory it has just trained,
+    # so what is there is what a previous demo wrote, and a rerun (which resumes the same run) replaces it with the
+    # newer model's resyntheses. A user's folder, `gankit evaluate --audio-dir`, refuses existing files instead.
+    systems = evaluate_vocoder(vocoder, references, audio_dir=out, progress=not args.no_progress, overwrite=True)
     write_results(args.run_dir / "evaluation.json", results_json(systems, {"data": str(args.data)}))
     print(format_table(systems))
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -19,7 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--best", action="store_true", help="with a run directory: its best checkpoint")
     p.add_argument("--config", default=None, metavar="JSON", help="config.json for an original g_ file")
     p.add_argument("--to-original", required=True, type=Path, metavar="OUT_DIR",
-                   help="folder for g_XXXXXXXX and config.json (created if needed)")
+                   help="folder for g_XXXXXXXX and config.json (created if needed); an existing g_XXXXXXXX there is "
+                   "refused unless --overwrite, and an existing config.json is kept (refused if it describes "
+                   "another model)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUT_DIR/g_XXXXXXXX (never the checkpoint being exported)")
     p.set_defaults(run=run)
 
 
@@ -47,6 +52,17 @@ def run(args: argparse.Namespace) -> int:
         if (args.to_original / name).is_dir():
             raise OutputPathError(f"{args.to_original / name}: a folder is in the way of the file export writes "
                                   "there; move it or choose another --to-original")
+    # The step, and so the file name, is known only now: an existing g_ is refused before anything is built or
+    # written. (config.json is not replaced: write_original_generator keeps one that agrees and refuses another.)
+    target = args.to_original / f"g_{step:08d}"
+    replacing = os.path.lexists(target)
+    if replacing:
+        if _same_file(target, loaded.path):
+            raise OutputPathError(f"{target}: is the checkpoint being exported; choose another --to-original (an "
+                                  "input is never replaced, even with --overwrite)")
+        if not args.overwrite:
+            raise OutputPathError(f"{target}: already exists; pass --overwrite to replace it or choose another "
+                                  "--to-original")
     # Weight norm kept as trained: the g/v pairs are written exactly, not re-derived from folded weights.
     generator = build_generator_from(loaded, "cpu")
     args.to_original.mkdir(parents=True, exist_ok=True)
@@ -55,6 +71,14 @@ def run(args: argparse.Namespace) -> int:
                                         loaded.frontend_config, step, loaded.fmax_for_loss)
     except ConfigError as exc:
         raise CheckpointError(f"{loaded.path}: cannot be exported: {exc}") from None
-    print(f"exported {loaded.describe()} → {path} and {path.parent / 'config.json'}; the original scripts load it "
-          f"with --checkpoint_file {path}")
+    print(f"exported {loaded.describe()} → {path} and {path.parent / 'config.json'}"
+          + ("; replaced 1 existing file" if replacing else "")
+          + f"; the original scripts load it with --checkpoint_file {path}")
     return 0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # a dangling link, or a file gone: not the checkpoint
+        return False

@@ -3,7 +3,9 @@ mels through a Griffin-Lim baseline, then measure both against the references (g
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 import torch
 
 from gankit.audio.io import read_audio, write_wav
-from gankit.errors import ConfigError, DataError, GankitError
+from gankit.errors import ConfigError, DataError, GankitError, OutputPathError
 from gankit.metrics.summary import ALL_MEASURES, Summary, evaluate_pair_with_reasons, summarise
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -76,6 +78,88 @@ def find_references(data: str | Path, wav_dir: str | Path | None = None, limit: 
     return refs[:limit] if limit is not None else refs
 
 
+def input_files(data: str | Path, checkpoint: str | Path | None, references: Sequence[Reference]) -> list[Path]:
+    """The files `evaluate` reads: the file list (DATA itself, or a corpus's val.txt), the checkpoint when it is a
+    file, and every reference recording. An output on one of them is refused even with --overwrite."""
+    path = Path(data)
+    files = [path if path.is_file() else path / "val.txt"]  # a folder of audio has none: missing files are ignored
+    if checkpoint is not None and Path(checkpoint).is_file():
+        files.append(Path(checkpoint))
+    return [*files, *(ref.path for ref in references)]
+
+
+def _identities(paths: Sequence[Path]) -> dict[tuple[int, int], Path]:
+    """(device, inode) → path of each existing file, so a path through a link or a hard link is recognised."""
+    found: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        with contextlib.suppress(OSError):  # a missing input is reported when it is read
+            st = path.stat()
+            found.setdefault((st.st_dev, st.st_ino), path)
+    return found
+
+
+def _input_at(path: Path, inputs: dict[tuple[int, int], Path]) -> Path | None:
+    try:
+        st = path.stat()
+    except OSError:  # absent, or a dangling link: not an input
+        return None
+    return inputs.get((st.st_dev, st.st_ino))
+
+
+def check_results_file(out: Path, inputs: Sequence[Path], overwrite: bool) -> bool:
+    """Refuse an --out that is one of the inputs (always) or that exists (unless `overwrite`), before any scoring.
+    Returns whether an existing file will be replaced."""
+    source = _input_at(out, _identities(inputs))
+    if source is not None:
+        which = "" if source == out else f" ({source})"
+        raise OutputPathError(f"{out}: --out is a file evaluate reads{which}; choose another --out (an input is "
+                              "never replaced, even with --overwrite)")
+    if not os.path.lexists(out):
+        return False
+    if not overwrite:
+        raise OutputPathError(f"{out}: --out already exists; pass --overwrite to replace it or choose another --out")
+    return True
+
+
+def audio_outputs(references: Sequence[Reference], audio_dir: Path, systems: Sequence[str]) -> list[Path]:
+    """`audio_dir/<system>/<id>.wav` for every reference and system: what `audio_dir` would receive."""
+    return [audio_dir / name / f"{ref.id}.wav" for name in systems for ref in references]
+
+
+def check_audio_outputs(references: Sequence[Reference], audio_dir: Path, systems: Sequence[str],
+                        overwrite: bool, inputs: Sequence[Path] = ()) -> set[Path]:
+    """Refuse, before any scoring, a resynthesis that would land on an input (always: the references are inputs
+    too), on a folder, or on an existing file (unless `overwrite`). Returns the existing files that will be
+    replaced."""
+    identities = _identities([*inputs, *(ref.path for ref in references)])
+    planned = audio_outputs(references, audio_dir, systems)
+    existing: list[Path] = []
+    for path in planned:
+        if not os.path.lexists(path):
+            continue
+        if path.is_dir():
+            raise OutputPathError(f"{path}: a folder is in the way of a resynthesis written there; move it or choose "
+                                  "another --audio-dir")
+        source = _input_at(path, identities)
+        if source is not None:
+            which = "" if source == path else f" ({source})"
+            raise OutputPathError(f"{path}: is a file evaluate reads{which}, and a resynthesis would replace it; "
+                                  "choose an --audio-dir apart from the data (an input is never replaced, even with "
+                                  "--overwrite)")
+        existing.append(path)
+    if existing and not overwrite:
+        n = len(existing)
+        count = "" if len(planned) == 1 else f" ({n} of the {len(planned)} resyntheses already exist in {audio_dir})"
+        raise OutputPathError(f"{existing[0]}: already exists{count}; pass --overwrite to replace "
+                              f"{'it' if n == 1 else 'them'} or choose another --audio-dir")
+    return set(existing)
+
+
+def written_audio(systems: dict[str, SystemScores], audio_dir: Path) -> list[Path]:
+    """The resyntheses `evaluate_vocoder` wrote into `audio_dir` (one per scored file and system)."""
+    return [audio_dir / name / f"{row['id']}.wav" for name, scores in systems.items() for row in scores.rows]
+
+
 def evaluate_vocoder(
     vocoder: Any,
     references: Sequence[Reference],
@@ -85,13 +169,15 @@ def evaluate_vocoder(
     griffin_lim_iters: int = 32,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> dict[str, SystemScores]:
     """Scores per system ("model" and, unless `baseline` is None, "griffin_lim"), file by file.
 
     Mel L1 is measured on the loss mel (fmax = sample_rate / 2, as HiFi-GAN's validation). A reference that
     cannot be read or scored (e.g. too short for the front-end or the 2048-point STFT) is reported through
     `log`, listed in every system's `skipped`, and left out of every system, so all systems score the same
-    files. With `audio_dir`, the resyntheses are written there.
+    files. With `audio_dir`, the resyntheses are written there as `<system>/<id>.wav`; files already there are
+    refused before anything is scored (OutputPathError) unless `overwrite` (see `check_audio_outputs`).
     """
     from tqdm import tqdm
 
@@ -105,6 +191,8 @@ def evaluate_vocoder(
         if baseline != GRIFFIN_LIM:
             raise DataError(f"unknown baseline '{baseline}'; the one available is griffin-lim.")
         systems[GRIFFIN_LIM] = SystemScores()
+    if audio_dir is not None:
+        check_audio_outputs(references, Path(audio_dir), list(systems), overwrite)
     skipped: list[dict[str, str]] = []
     for ref in tqdm(references, desc="evaluate", unit="file", disable=not progress):
         try:
