@@ -494,6 +494,34 @@ def test_export_to_a_folder_that_is_not_writable(here, capsys):
     assert line.startswith("error: locked: --to-original is not writable"), line
 
 
+# --- sample ---------------------------------------------------------------------------------------------------
+
+
+def test_sample_missing_checkpoint(here, capsys):
+    line = fails(capsys, "sample", "--checkpoint", "no_such.pt", "--n", "4", "--out", "grid.png", "--device", "cpu")
+    assert line.startswith("error: no_such.pt: no such checkpoint file or run directory; check the path"), line
+
+
+def test_sample_a_vocoder_generator_names_what_it_holds(here, capsys):
+    """A HiFi-GAN generator file given to `sample`: refused by what it holds, and which commands take it."""
+    line = fails(capsys, "sample", "--checkpoint", GENERATOR, "--n", "4", "--out", "grid.png", "--device", "cpu")
+    assert line.startswith(f"error: {GENERATOR}: holds a 'hifigan' model, not a"), line
+    assert "(dcgan)" in line and "sample takes image generators" in line, line
+    assert line.endswith("A 'hifigan' file is for: vocode, resynth, evaluate, export."), line
+
+
+@pytest.mark.parametrize("out", ["a_folder", "shots.png"])
+def test_sample_out_that_is_a_folder(here, capsys, out):
+    """Refused before the checkpoint is read (a random-bytes file would fail later, with another message)."""
+    (here / "shots.png").mkdir()
+    random_bytes(here / "noise.pt")
+    line = fails(capsys, "sample", "--checkpoint", "noise.pt", "--n", "4", "--out", out, "--device", "cpu")
+    assert line.startswith(f"error: {out}: "), line
+    assert "not a checkpoint" not in line, line
+    if out == "shots.png":
+        assert line == "error: shots.png: is a folder; give a file name", line
+
+
 # --- report ---------------------------------------------------------------------------------------------------
 
 

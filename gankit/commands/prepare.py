@@ -1,9 +1,14 @@
-"""`gankit prepare SRC OUT --format …`: convert a corpus into wavs at one rate plus train/val lists."""
+"""`gankit prepare SRC OUT --format …`: convert a corpus into wavs at one rate plus train/val lists, or images
+into one uint8 array (`--format images`); `gankit prepare --builtin digits OUT` writes scikit-learn's digits."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
+
+IMAGE_FORMAT = "images"
+AUDIO_ONLY = ("sample_rate", "min_seconds", "mel_stats")  # options an image corpus refuses
+IMAGE_ONLY = ("image_size", "channels")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,24 +16,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "prepare",
-        help="convert a corpus into OUT/wavs + train.txt/val.txt",
+        help="convert a corpus into OUT/wavs + train.txt/val.txt (or images into OUT/images.npy)",
         description=(
             "Convert a corpus into OUT/wavs/<id>.wav (mono 16-bit PCM at one sample rate), OUT/train.txt and "
             "OUT/val.txt (id|text) and OUT/skipped.txt (every file that could not be used, with the reason); "
-            "with --mel-stats also OUT/mel_stats.json (per-band mel statistics of the training files)."
+            "with --mel-stats also OUT/mel_stats.json (per-band mel statistics of the training files). "
+            "--format images: every image under SRC, centre-cropped and resized, into OUT/images.npy (uint8 "
+            "[N, C, S, S]) with OUT/images.txt (the id of each row) and the same lists. "
+            "--builtin digits OUT (no SRC): scikit-learn's 1,797 handwritten digits at 32×32 with OUT/labels.npy "
+            "and a digits classifier OUT/digits_classifier.pt to score generated digits."
         ),
     )
-    parser.add_argument("src", metavar="SRC", help="corpus folder")
-    parser.add_argument("out", metavar="OUT",
+    parser.add_argument("src", metavar="SRC", nargs="?", help="corpus folder (none with --builtin)")
+    parser.add_argument("out", metavar="OUT", nargs="?",
                         help="output folder, apart from SRC (rerunning into it replaces what an earlier gankit "
                         "prepare wrote there, and nothing else)")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="corpus layout")
+    parser.add_argument("--format", choices=(*FORMATS, IMAGE_FORMAT), default=None,
+                        help="corpus layout (required unless --builtin)")
+    parser.add_argument("--builtin", choices=("digits",), default=None,
+                        help="write a corpus shipped with a dependency instead of reading SRC: digits = "
+                        "scikit-learn's 8×8 handwritten digits upscaled to 32×32, one channel, with labels and a "
+                        "digits classifier")
     parser.add_argument("--sample-rate", type=int, default=None, metavar="SR",
                         help="output rate in Hz (default: the source rate, the most common one when mixed)")
     parser.add_argument("--val-size", type=int, default=None, metavar="N",
                         help="validation files: the last N ids in sorted order (default: min(100, 10%% of files))")
-    parser.add_argument("--min-seconds", type=float, default=0.5, metavar="S",
-                        help="skip files shorter than this (default 0.5)")
+    parser.add_argument("--min-seconds", type=float, default=None, metavar="S",
+                        help="skip audio files shorter than this (default 0.5)")
+    parser.add_argument("--image-size", type=int, default=None, metavar="S",
+                        help="--format images: side of the square images in pixels (default 64; DCGAN takes 32 or "
+                        "64); smaller sources than S/2 on the short side are skipped")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                        help="--format images: 3 = RGB (default), 1 = grey")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="conversion processes (default: the CPU count)")
     parser.add_argument("--mel-stats", default=None, metavar="PRESET_OR_CONFIG",
@@ -39,8 +58,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _refuse(args: argparse.Namespace, names: tuple[str, ...], why: str) -> None:
+    from gankit.errors import ConfigError
+
+    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: not used {why}; leave {'it' if len(given) == 1 else 'them'} out")
+
+
 def run(args: argparse.Namespace) -> int:
-    from gankit.data.prepare import prepare_corpus
+    from gankit.errors import ConfigError
+
+    if args.builtin is not None:
+        if args.out is not None or args.format is not None:
+            raise ConfigError(f"--builtin {args.builtin} takes OUT only (no SRC, no --format): "
+                              f"gankit prepare --builtin {args.builtin} OUT")
+        if args.src is None:
+            raise ConfigError(f"--builtin {args.builtin} needs OUT: gankit prepare --builtin {args.builtin} OUT")
+        _refuse(args, (*AUDIO_ONLY, "image_size", "channels"), f"by --builtin {args.builtin} (32×32, one channel)")
+        from gankit.data.digits import prepare_builtin
+
+        report: Any = prepare_builtin(args.builtin, args.src, val_size=args.val_size)
+        print(report.summary())
+        return 0
+    if args.format is None or args.src is None or args.out is None:
+        raise ConfigError("gankit prepare needs SRC OUT --format FORMAT, or --builtin digits OUT")
+    if args.format == IMAGE_FORMAT:
+        _refuse(args, AUDIO_ONLY, "by --format images")
+        from gankit.data.images import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE, prepare_images
+
+        report = prepare_images(
+            args.src,
+            args.out,
+            image_size=DEFAULT_IMAGE_SIZE if args.image_size is None else args.image_size,
+            channels=DEFAULT_CHANNELS if args.channels is None else args.channels,
+            val_size=args.val_size,
+            workers=args.workers,
+            progress=not args.no_progress,
+        )
+        print(report.summary())
+        return 0
+    _refuse(args, IMAGE_ONLY, f"by the audio format {args.format}")
+    from gankit.data.prepare import DEFAULT_MIN_SECONDS, prepare_corpus
 
     report = prepare_corpus(
         args.src,
@@ -48,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         args.format,
         sample_rate=args.sample_rate,
         val_size=args.val_size,
-        min_seconds=args.min_seconds,
+        min_seconds=DEFAULT_MIN_SECONDS if args.min_seconds is None else args.min_seconds,
         workers=args.workers,
         progress=not args.no_progress,
         mel_stats=None if args.mel_stats is None else stats_frontend_config(args.mel_stats),

@@ -9,6 +9,11 @@ prepare overwrites or deletes only files a gankit prepare wrote: OUT and SRC mus
 to write (so a killed run's files are known as its own); at the end, what it wrote. A rerun removes the files
 of the record that it did not write again; any other file in OUT/wavs is left and reported, and a file it did not
 write standing where it would write is refused before any work.
+
+Image corpora (`--format images`, `--builtin digits`) are written by gankit/data/images.py and gankit/data/digits.py
+with the same rules, through the helpers here (`_check_apart`, `_read_record`, `_refuse_foreign`, `_write_record`,
+`_remove_stale`, `_run_jobs`, `_split_ids`, `_write_skipped`); a rerun of another kind into the same OUT removes
+the files of the record that it does not write (an image run removes an audio run's wavs, and the reverse).
 """
 
 from __future__ import annotations
@@ -68,7 +73,8 @@ class PrepareReport:
     skipped: list[Skip] = field(default_factory=list)
     source_rates: dict[int, int] = field(default_factory=dict)  # source rate → files written from it
     notes: list[str] = field(default_factory=list)
-    removed_stale: int = 0
+    removed_stale: int = 0  # in OUT/wavs
+    removed_other: int = 0  # elsewhere in OUT (an earlier image run's files, interrupted writes' temporaries)
     foreign: list[str] = field(default_factory=list)  # files in OUT/wavs gankit did not write (left alone)
     mel_stats: Path | None = None  # OUT/mel_stats.json when written
     mel_stats_line: str = ""
@@ -92,6 +98,8 @@ class PrepareReport:
             lines.append(self.mel_stats_line)
         if self.removed_stale:
             lines.append(f"removed {self.removed_stale} file(s) a previous run left in {self.out / 'wavs'}")
+        if self.removed_other:
+            lines.append(f"removed {self.removed_other} other file(s) a previous run left in {self.out}")
         if self.foreign:
             n = len(self.foreign)
             names = ", ".join(self.foreign[:5]) + (f" … (+{n - 5})" if n > 5 else "")
@@ -248,15 +256,16 @@ def _temporary_of(path: Path) -> Path | None:
     return path.with_name(name[1:-4].rsplit(".", 1)[0])
 
 
-def _remove_stale(out: Path, recorded: set[str], written: set[str]) -> int:
-    """Delete the recorded wavs this run did not write again, and the temporaries of interrupted writes to
-    recorded files; nothing gankit did not write."""
-    removed = 0
-    for rel in sorted(recorded - written):
+def _remove_stale(out: Path, recorded: set[str], written: set[str]) -> list[str]:
+    """Delete the recorded files this run did not write again (an earlier run's wavs, or the images, labels and
+    classifier of an image run), and the temporaries of interrupted writes to recorded files; nothing gankit did
+    not write. The record itself is rewritten, never removed. Returns the removed paths, relative to OUT."""
+    removed: list[str] = []
+    for rel in sorted(recorded - written - {RECORD_FILE}):
         path = out / rel
-        if rel.startswith("wavs/") and path.is_file() and not path.is_symlink():
+        if path.is_file() and not path.is_symlink():
             path.unlink()
-            removed += 1
+            removed.append(rel)
     known = recorded | written | {RECORD_FILE}
     for folder in sorted({(out / rel).parent for rel in known}):
         if not folder.is_dir():
@@ -265,7 +274,7 @@ def _remove_stale(out: Path, recorded: set[str], written: set[str]) -> int:
             target = _temporary_of(path)
             if target is not None and path.is_file() and target.relative_to(out).as_posix() in known:
                 path.unlink()
-                removed += 1
+                removed.append(path.relative_to(out).as_posix())
     return removed
 
 
@@ -278,10 +287,20 @@ def _foreign_wavs(out: Path, recorded: set[str]) -> list[str]:
                   if (p.is_file() or p.is_symlink()) and p.relative_to(out).as_posix() not in recorded)
 
 
-def _write_skipped(path: Path, skipped: list[Skip]) -> None:
-    order = list(REASONS)
+def _split_ids(ids: list[str], val_size: int | None, skipped_path: Path) -> tuple[list[str], list[str]]:
+    """(train, val) of sorted `ids`: the last `val_size` ids validate (None: min(100, 10 % of them))."""
+    n_val = min(DEFAULT_MAX_VAL_SIZE, len(ids) // 10) if val_size is None else val_size
+    if n_val >= len(ids):
+        raise DataError(f"--val-size {n_val} leaves no training files: only {len(ids)} files are usable "
+                        f"(see {skipped_path}); lower --val-size")
+    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+
+
+def _write_skipped(path: Path, skipped: list[Skip], reasons: Mapping[str, str] = REASONS) -> None:
+    """skipped.txt: the header, then `reason<TAB>id<TAB>source<TAB>detail` rows in the order of `reasons`."""
+    order = list(reasons)
     rows = sorted(skipped, key=lambda s: (order.index(s.reason), s.id, s.source))
-    lines = ["# reason\tid\tsource\tdetail\n"]
+    lines = [f"{SKIPPED_HEADER}\n"]
     lines += [f"{s.reason}\t{s.id}\t{s.source}\t{' '.join(s.detail.splitlines())}\n" for s in rows]
     write_text(path, "".join(lines))
 
@@ -377,12 +396,7 @@ def prepare_corpus(
             counts = Counter(s.reason for s in skipped)
             why = ", ".join(f"{n} {REASONS[r]}" for r, n in counts.most_common()) or "no audio files found"
             raise DataError(f"no usable audio in {src_path} (format {fmt}): {why}; see {out_path / 'skipped.txt'}")
-        ids = sorted(written)
-        n_val = min(DEFAULT_MAX_VAL_SIZE, len(ids) // 10) if val_size is None else val_size
-        if n_val >= len(ids):
-            raise DataError(f"--val-size {n_val} leaves no training files: only {len(ids)} files are usable "
-                            f"(see {out_path / 'skipped.txt'}); lower --val-size")
-        train_ids, val_ids = ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+        train_ids, val_ids = _split_ids(sorted(written), val_size, out_path / "skipped.txt")
         texts = {item.id: item.text for item in listing.items}
         write_filelist(out_path / "train.txt", [FileListEntry(i, texts[i]) for i in train_ids])
         write_filelist(out_path / "val.txt", [FileListEntry(i, texts[i]) for i in val_ids])
@@ -390,6 +404,7 @@ def prepare_corpus(
         stats_path, stats_line = _mel_statistics(out_path, mel_stats, sample_rate, progress, recorded)
         this_run = {*LISTS, *(f"wavs/{i}.wav" for i in written), *([STATS_FILE] if stats_path else [])}
         removed = _remove_stale(out_path, recorded, this_run)
+        removed_wavs = sum(p.startswith("wavs/") for p in removed)
     finally:  # what OUT now holds of gankit's: the earlier record and this run's files, where they exist
         _write_record(out_path, {p for p in recorded | planned if os.path.lexists(out_path / p)})
     return PrepareReport(
@@ -403,7 +418,8 @@ def prepare_corpus(
         skipped=skipped,
         source_rates=dict(source_rates),
         notes=notes,
-        removed_stale=removed,
+        removed_stale=removed_wavs,
+        removed_other=len(removed) - removed_wavs,
         foreign=_foreign_wavs(out_path, this_run),
         mel_stats=stats_path,
         mel_stats_line=stats_line,

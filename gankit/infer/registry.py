@@ -22,6 +22,7 @@ class InferenceKind(NamedTuple):
 TASKS: dict[str, InferenceKind] = {
     "hifigan": InferenceKind("vocoder", "gankit.infer.vocoder", "vocode, resynth, evaluate, export"),
     "melgan": InferenceKind("vocoder", "gankit.infer.vocoder", "vocode, resynth, evaluate, export"),
+    "dcgan": InferenceKind("image", "gankit.infer.images", "sample"),
 }
 
 
@@ -36,7 +37,9 @@ def require_kind(task: str, kind: str, path: Path, wanted_by: str) -> InferenceK
         raise CheckpointError(f"{path}: holds a '{task}' model, which this version of gankit does not know "
                               f"(known: {', '.join(sorted(TASKS))})")
     if entry.kind != kind:
-        raise CheckpointError(f"{path}: holds a '{task}' model, not a {kind} ({', '.join(tasks_of_kind(kind))}); "
+        article = "an" if kind[:1] in "aeiou" else "a"
+        raise CheckpointError(f"{path}: holds a '{task}' model, not {article} {kind} "
+                              f"({', '.join(tasks_of_kind(kind))}); "
                               f"{wanted_by}. A '{task}' file is for: {entry.commands}.")
     return entry
 

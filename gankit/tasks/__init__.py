@@ -12,6 +12,7 @@ from gankit.errors import ConfigError
 TASKS: dict[str, tuple[str, str]] = {
     "hifigan": ("gankit.tasks.hifigan", "build_hifigan_task"),
     "melgan": ("gankit.tasks.melgan", "build_melgan_task"),
+    "dcgan": ("gankit.tasks.dcgan", "build_dcgan_task"),
 }
 
 
