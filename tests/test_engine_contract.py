@@ -440,3 +440,28 @@ def test_the_image_gan_resumes_bit_identically_with_its_batchnorm_statistics(tmp
         for key, value in state.items():
             assert torch.equal(value, b["networks"][net][key]), (net, key)
     assert any("running_mean" in k for k in a["networks"]["generator"])
+
+
+# Every check armed within the run (thresholds at their defaults, grace periods and windows shortened).
+ARMED = {name: {"grace": 20, "window": 20} for name in (
+    "discriminator_collapse", "discriminator_overpowering", "mode_collapse", "confusion_classifier_wins",
+    "auxiliary_classifier_at_chance", "loss_spike")}
+
+
+@pytest.mark.parametrize(("make", "task"), [
+    (toy_config, ThreeGroupTask), (two_decoder_config, TwoDecoderTask), (image_gan_config, ImageGanTask)])
+def test_healthy_toys_keep_the_health_monitor_quiet(tmp_path: Path, make: Any, task: Any) -> None:
+    config = make(steps=120)
+    config["train"].update(val_every=1000, ckpt_every=1000)
+    config["health"] = {**ARMED, "dead_layers": {"window": 20}}
+    if task is ThreeGroupTask:  # separable labels and a brisk learning rate: an auxiliary classifier that learns
+        config["toy"].update(classifier_role="auxiliary", points=64)
+        config["optim"]["c"] = {"type": "Adam", "lr": 0.05}
+    if task is TwoDecoderTask:  # an encoder pushed hard enough to hide the domain (each decoder restores its own)
+        config["toy"]["confusion_weight"] = 1.0
+    assert train(config, task, tmp_path / "run", progress=False) == 0
+    rows = list(read_jsonl(tmp_path / "run" / "metrics.jsonl"))
+    assert len(rows) == 120
+    events = [(e["step"], e["kind"], e["message"][:200]) for e in read_jsonl(tmp_path / "run" / "events.jsonl")
+              if e["severity"] != "info"]
+    assert events == []

@@ -30,7 +30,9 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[1]
 HOP = 256
 # Modules `gankit vocode` must not import: each costs 0.3-3 s of start-up and vocoding given mels needs none.
-HEAVY = ("librosa", "numba", "matplotlib", "tensorboard", "scipy", "omegaconf", "gankit.tasks", "gankit.engine.trainer")
+HEAVY = ("librosa", "numba", "matplotlib", "tensorboard", "scipy", "omegaconf", "gankit.tasks", "gankit.engine.trainer",
+         # another system's inference code (infer/registry.py dispatches by task name, importing only on demand)
+         "gankit.infer.images", "gankit.models.dcgan", "gankit.models.inception_fid", "PIL")
 
 
 def gankit(*args: str | Path, python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
