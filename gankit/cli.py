@@ -24,7 +24,8 @@ COMMANDS: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gankit",
-        description="Train and use GAN audio generators (HiFi-GAN) without silent failures.",
+        description="Train and use GAN generators (HiFi-GAN and MelGAN vocoders, DCGAN images) without silent "
+        "failures.",
     )
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
     parser.add_argument("--debug", action="store_true",
