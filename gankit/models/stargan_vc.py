@@ -1,0 +1,410 @@
+"""StarGAN-VC networks: the official implementation's (kamepong/StarGAN-VC, `net.py` Generator1 / Discriminator1 with
+`module.py`'s gated layers and `train.py`'s defaults) and the "spec256" network of a 1,479-label attempt.
+
+`stargan_vc` (the original, 1-D over mel bands):
+
+- Generator: five gated (GLU) convolutions encode a mel spectrogram [B, n_mels, T] to a 16-channel bottleneck at
+  T/4 (kernels 9, 8, 8, 5, 5; strides 1, 2, 2, 1, 1; widths 64, 64, 64, 64, 16); four gated transposed
+  convolutions (kernels 5, 5, 8, 8; strides 1, 1, 2, 2; width 64) and a plain convolution (kernel 9) decode it
+  back to [B, n_mels, T]. A 16-d target-speaker embedding is repeated over time and concatenated to the input of
+  every decoder layer; with `source_conditioning` a second 16-d (source-speaker) embedding is concatenated to the
+  input of every encoder layer. Each gated layer is conv (weight norm, dim 0) → InstanceNorm1d (no affine, the
+  original's default 'IN') → first half × sigmoid(second half). Padding is (kernel − stride) // 2, so T must be a
+  multiple of 4 (the original's `StarGAN.forward` pads to one and crops back; this module leaves that to callers).
+- Discriminator: four gated convolutions (kernels 9, 8, 8, 5; strides 1, 2, 2, 1; width 32), each followed by
+  dropout 0.1, then two bias-free kernel-5 heads: 1 adversarial channel and n_speakers class logits, both per frame
+  at T/4. The original is unconditional (the speaker label only enters the classification loss) and averages its
+  losses over every frame; `frames()` returns those per-frame maps, `forward()` their mean over frames.
+
+Parameter names follow the original's (`le1.conv1`, `eb1`, `le_adv`, …); weight norm is the parametrization
+(`le1.conv1.parametrizations.weight.original0/1` ↔ the original's `weight_g/weight_v`). Initialisation: PyTorch's
+defaults for the gated and final generator layers (the original's latest `module.py` comments out its xavier
+draw), xavier-normal with gain 0.1 for the discriminator's heads (as the original).
+
+`stargan_vc_spec256` (2-D, images of 1×256×256 spectrogram crops with one of many labels): see
+`Spec256Generator` and `Spec256Discriminator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gankit.errors import ConfigError
+from gankit.models.layers import apply_norm, config_from_dict
+
+DOWNSAMPLING = 4  # two stride-2 layers: the generator's T must be a multiple of this
+MIN_FRAMES = 8  # the third layer's output (T/4) must keep 2 frames for instance norm
+
+
+@dataclass
+class StarGanVcConfig:
+    """Both networks of the original; the defaults are its `train.py`'s (num_mels 80, zdim 16, hdim 64, mdim 32,
+    sdim 16, normtype IN, src_conditioning 0, dropout 0.1) and its 4-speaker recipe."""
+
+    n_mels: int = 80
+    n_speakers: int = 4
+    g_channels: int = 64  # hdim: the generator's hidden width
+    bottleneck_channels: int = 16  # zdim
+    d_channels: int = 32  # mdim: the discriminator's hidden width
+    embedding_size: int = 16  # sdim: each speaker embedding
+    kernel_outer: int = 9  # generator's first and last layer, discriminator's first
+    kernel_down: int = 8  # the stride-2 layers (and the generator's stride-2 transposed ones)
+    kernel_inner: int = 5  # the stride-1 inner layers and the discriminator's heads
+    source_conditioning: bool = False
+    d_dropout: float = 0.1
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StarGanVcConfig:
+        """Build and validate; unknown keys and impossible values raise `ConfigError` naming them."""
+        return config_from_dict(cls, d, section="model")
+
+    def validate(self) -> None:
+        for name in ("n_mels", "g_channels", "bottleneck_channels", "d_channels", "embedding_size"):
+            _check_positive_int(name, getattr(self, name))
+        _check_positive_int("n_speakers", self.n_speakers)
+        if self.n_speakers < 2:
+            _fail(f"n_speakers must be at least 2, got {self.n_speakers!r}")
+        for name in ("kernel_outer", "kernel_inner"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1 or value % 2 == 0:
+                _fail(f"{name} must be a positive odd integer (stride-1 layers keep the length), got {value!r}")
+        k = self.kernel_down
+        if not _is_int(k) or k < 2 or k % 2 == 1:
+            _fail(f"kernel_down must be an even integer ≥ 2 (stride-2 layers halve the length exactly), got {k!r}")
+        if not isinstance(self.source_conditioning, bool):
+            _fail(f"source_conditioning must be true or false, got {self.source_conditioning!r}")
+        self.d_dropout = _check_dropout(self.d_dropout)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fail(message: str) -> None:
+    raise ConfigError(f"model: {message}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if not _is_int(value) or value < 1:
+        _fail(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_dropout(p: Any) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        _fail(f"d_dropout must be a number in [0, 1), got {p!r}")
+    return float(p)
+
+
+class GatedConv(nn.Module):
+    """The original's ConvGLU1D / DeconvGLU1D (and their 2-D analogue): conv with weight norm (dim 0, so the gain
+    of a transposed conv has one entry per *input* channel, as the original's) → instance norm without affine →
+    GLU. `conv1` makes 2·out_channels; padding (kernel − stride) // 2."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, *, transposed: bool = False,
+                 dims: int = 1) -> None:
+        super().__init__()
+        padding = (kernel - stride) // 2
+        conv_cls: type[nn.Module]
+        if dims == 1:
+            conv_cls = nn.ConvTranspose1d if transposed else nn.Conv1d
+            norm: nn.Module = nn.InstanceNorm1d(2 * out_channels)
+        else:
+            conv_cls = nn.ConvTranspose2d if transposed else nn.Conv2d
+            norm = nn.InstanceNorm2d(2 * out_channels)
+        self.conv1 = apply_norm(conv_cls(in_channels, 2 * out_channels, kernel, stride=stride, padding=padding),
+                                "weight")
+        self.norm1 = norm
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.glu(self.norm1(self.conv1(x)), dim=1)  # first half × sigmoid(second half), as the original
+
+
+def _with_embedding(x: Tensor, embedding: Tensor | None) -> Tensor:
+    """Concatenate a per-item vector [B, E], repeated over time, to x [B, C, T] → [B, C + E, T]."""
+    if embedding is None:
+        return x
+    return torch.cat((x, embedding[:, :, None].expand(-1, -1, x.shape[-1])), dim=1)
+
+
+def _check_labels(who: str, what: str, labels: Tensor, batch: int) -> None:
+    if labels.dim() != 1 or labels.shape[0] != batch or labels.dtype != torch.long:
+        raise ValueError(f"{who}: {what} must be a long tensor [B] with B = {batch}, got "
+                         f"{labels.dtype} {list(labels.shape)}")
+
+
+class StarGanVcGenerator(nn.Module):
+    """mel [B, n_mels, T], target [B] long, source [B] long (only with `source_conditioning`) → mel [B, n_mels, T].
+
+    T must be a multiple of 4 (the two stride-2 layers) and at least 8; pad and crop outside (the original pads
+    by replicating the last frame). Speaker ids index the embeddings; out-of-range ids fail as in `nn.Embedding`."""
+
+    def __init__(self, cfg: StarGanVcConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        mid, z, s = cfg.g_channels, cfg.bottleneck_channels, cfg.embedding_size
+        ko, kd, ki = cfg.kernel_outer, cfg.kernel_down, cfg.kernel_inner
+        add = s if cfg.source_conditioning else 0
+        self.le1 = GatedConv(cfg.n_mels + add, mid, ko, 1)
+        self.le2 = GatedConv(mid + add, mid, kd, 2)
+        self.le3 = GatedConv(mid + add, mid, kd, 2)
+        self.le4 = GatedConv(mid + add, mid, ki, 1)
+        self.le5 = GatedConv(mid + add, z, ki, 1)
+        self.le6 = GatedConv(z + s, mid, ki, 1, transposed=True)
+        self.le7 = GatedConv(mid + s, mid, ki, 1, transposed=True)
+        self.le8 = GatedConv(mid + s, mid, kd, 2, transposed=True)
+        self.le9 = GatedConv(mid + s, mid, kd, 2, transposed=True)
+        self.le10 = nn.Conv1d(mid + s, cfg.n_mels, ko, stride=1, padding=(ko - 1) // 2)
+        self.eb0 = nn.Embedding(cfg.n_speakers, s) if cfg.source_conditioning else None
+        self.eb1 = nn.Embedding(cfg.n_speakers, s)
+
+    def forward(self, mel: Tensor, target: Tensor, source: Tensor | None = None) -> Tensor:
+        n_mels = self.cfg.n_mels
+        if mel.dim() != 3 or mel.shape[1] != n_mels:
+            raise ValueError(f"StarGanVcGenerator: mel must be [B, {n_mels}, T], got {list(mel.shape)}")
+        frames = mel.shape[-1]
+        if frames % DOWNSAMPLING or frames < MIN_FRAMES:
+            raise ValueError(f"StarGanVcGenerator: T must be a multiple of {DOWNSAMPLING} and at least {MIN_FRAMES} "
+                             f"(two stride-2 layers), got T = {frames}; pad and crop outside")
+        batch = mel.shape[0]
+        _check_labels("StarGanVcGenerator", "target", target, batch)
+        src: Tensor | None = None
+        if self.eb0 is not None:
+            if source is None:
+                raise ValueError("StarGanVcGenerator: source_conditioning is on, so source speakers are required")
+            _check_labels("StarGanVcGenerator", "source", source, batch)
+            src = self.eb0(source)
+        elif source is not None:
+            raise ValueError("StarGanVcGenerator: source speakers given but source_conditioning is off")
+        trg = self.eb1(target)
+        h = mel
+        for layer in (self.le1, self.le2, self.le3, self.le4, self.le5):
+            h = layer(_with_embedding(h, src))
+        for layer in (self.le6, self.le7, self.le8, self.le9, self.le10):
+            h = layer(_with_embedding(h, trg))
+        return h
+
+
+class StarGanVcDiscriminator(nn.Module):
+    """mel [B, n_mels, T ≥ 8] (label [B], optional and unused) → (adversarial score [B], logits [B, n_speakers]).
+
+    The original's discriminator is unconditional: it scores and classifies every frame of its T/4 output and
+    averages its losses over frames (`frames()`); `forward()` returns the means over frames. The `label` argument
+    is accepted (and checked) so that callers can treat conditional and unconditional discriminators alike; it does
+    not change the output. No sigmoid: the heads give raw scores."""
+
+    def __init__(self, cfg: StarGanVcConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        mid, ko, kd, ki = cfg.d_channels, cfg.kernel_outer, cfg.kernel_down, cfg.kernel_inner
+        self.le1 = GatedConv(cfg.n_mels, mid, ko, 1)
+        self.le2 = GatedConv(mid, mid, kd, 2)
+        self.le3 = GatedConv(mid, mid, kd, 2)
+        self.le4 = GatedConv(mid, mid, ki, 1)
+        self.le_adv = nn.Conv1d(mid, 1, ki, stride=1, padding=(ki - 1) // 2, bias=False)
+        self.le_cls = nn.Conv1d(mid, cfg.n_speakers, ki, stride=1, padding=(ki - 1) // 2, bias=False)
+        nn.init.xavier_normal_(self.le_adv.weight, gain=0.1)
+        nn.init.xavier_normal_(self.le_cls.weight, gain=0.1)
+        self.dropout = nn.Dropout(cfg.d_dropout)
+
+    def frames(self, mel: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-frame outputs, as the original's: (scores [B, T'], logits [B, n_speakers, T']), T' ≈ T/4."""
+        n_mels = self.cfg.n_mels
+        if mel.dim() != 3 or mel.shape[1] != n_mels or mel.shape[-1] < MIN_FRAMES:
+            raise ValueError(f"StarGanVcDiscriminator: mel must be [B, {n_mels}, T ≥ {MIN_FRAMES}], "
+                             f"got {list(mel.shape)}")
+        h = mel
+        for layer in (self.le1, self.le2, self.le3, self.le4):
+            h = self.dropout(layer(h))
+        return self.le_adv(h)[:, 0], self.le_cls(h)
+
+    def forward(self, mel: Tensor, label: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if label is not None:
+            _check_labels("StarGanVcDiscriminator", "label", label, mel.shape[0])
+        scores, logits = self.frames(mel)
+        return scores.mean(dim=-1), logits.mean(dim=-1)
+
+
+# --- spec256 ----------------------------------------------------------------------------------------------------
+
+SPEC256_SIZE = 256
+SPEC256_WIDTHS = (32, 64, 128, 256)  # down-sampling convolutions; the up-sampling ones go back 128, 64, 32
+SPEC256_KERNEL = (3, 5)  # merge and residual convolutions, padding (1, 2)
+SPEC256_PADDING = (1, 2)
+
+
+@dataclass
+class StarGanVcSpec256Config:
+    """The 1,479-label attempt's networks: 1×256×256 crops, one label per crop."""
+
+    n_labels: int = 1479
+    n_res_blocks: int = 6
+    d_channels: int = 32
+    d_dropout: float = 0.1
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StarGanVcSpec256Config:
+        """Build and validate; unknown keys and impossible values raise `ConfigError` naming them."""
+        return config_from_dict(cls, d, section="model")
+
+    def validate(self) -> None:
+        _check_positive_int("n_labels", self.n_labels)
+        if self.n_labels < 2:
+            _fail(f"n_labels must be at least 2, got {self.n_labels!r}")
+        if not _is_int(self.n_res_blocks) or self.n_res_blocks < 0:
+            _fail(f"n_res_blocks must be a non-negative integer, got {self.n_res_blocks!r}")
+        _check_positive_int("d_channels", self.d_channels)
+        self.d_dropout = _check_dropout(self.d_dropout)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LabelMergeConv2d(nn.Module):
+    """conv2d(concat[h, one-hot label repeated over the map], W), without building the concatenation.
+
+    W = [weight | label_weight] along input channels: `weight` [out, in, 3, 5] acts on h, `label_weight`
+    [out, n_labels, 3, 5] on the label planes. A one-hot plane is all ones on the label's channel and zero
+    elsewhere, so the label term is conv2d(ones [H, W], label_weight[:, label]) with the same zero padding: one
+    kernel slice per item (a grouped convolution over the batch), exact at the borders, where fewer kernel taps
+    fall on the map than inside (a per-label bias would be wrong there). Activations and compute do not depend on
+    n_labels; only the parameter (and its gradient) does. No bias (BatchNorm follows). Initialised as an
+    `nn.Conv2d` of in + n_labels input channels (uniform ±1/√fan_in)."""
+
+    def __init__(self, in_channels: int, n_labels: int, out_channels: int,
+                 kernel: tuple[int, int] = SPEC256_KERNEL, padding: tuple[int, int] = SPEC256_PADDING) -> None:
+        super().__init__()
+        self.padding = padding
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *kernel))
+        self.label_weight = nn.Parameter(torch.empty(out_channels, n_labels, *kernel))
+        bound = 1.0 / ((in_channels + n_labels) * kernel[0] * kernel[1]) ** 0.5
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.label_weight, -bound, bound)
+
+    @property
+    def n_labels(self) -> int:
+        return self.label_weight.shape[1]
+
+    def full_weight(self) -> Tensor:
+        """The weight of the equivalent convolution over concat[h, one-hot planes]: [out, in + n_labels, kh, kw]."""
+        return torch.cat((self.weight, self.label_weight), dim=1)
+
+    def forward(self, h: Tensor, labels: Tensor) -> Tensor:
+        batch, out_channels = h.shape[0], self.weight.shape[0]
+        features = F.conv2d(h, self.weight, padding=self.padding)
+        kernels = self.label_weight[:, labels]  # [out, B, kh, kw]: each item's label slice
+        kernels = kernels.transpose(0, 1).reshape(batch * out_channels, 1, *kernels.shape[2:])
+        ones = h.new_ones(1, batch, *h.shape[2:])
+        label_term = F.conv2d(ones, kernels, padding=self.padding, groups=batch)  # [1, B·out, H, W]
+        return features + label_term.view(batch, out_channels, *h.shape[2:])
+
+
+def _conv_bn_relu(conv: nn.Module, channels: int) -> nn.Sequential:
+    return nn.Sequential(conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+
+
+class Spec256ResidualBlock(nn.Module):
+    """x + BN(conv(ReLU(BN(conv(x))))), both convolutions 3×5 (padding 1×2), bias-free, width kept."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(channels, channels, SPEC256_KERNEL, padding=SPEC256_PADDING, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, SPEC256_KERNEL, padding=SPEC256_PADDING, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.main(x)
+
+
+class Spec256Generator(nn.Module):
+    """image [B, 1, 256, 256], label [B] long → image [B, 1, 256, 256] in [0, 1] (sigmoid).
+
+    Down: Conv2d 1→32 (k7 s1 p3), then 32→64→128→256 (k4 s2 p1), each BatchNorm + ReLU: 256×32×32. Merge: the
+    one-hot label repeated over the 32×32 map and concatenated (256 + n_labels channels; 1,735 at 1,479 labels),
+    a 3×5 convolution (padding 1×2) to 256 + BatchNorm + ReLU — computed by `LabelMergeConv2d` without the
+    concatenation. `n_res_blocks` residual blocks (`Spec256ResidualBlock`). Up: ConvTranspose2d 256→128→64→32 (k4
+    s2 p1), each BatchNorm + ReLU, and Conv2d 32→1 (k7 s1 p3) + sigmoid.
+
+    Bias choices: every convolution followed by BatchNorm is bias-free (BatchNorm's shift subsumes a bias); the
+    last convolution, which has no BatchNorm after it, has a bias."""
+
+    def __init__(self, cfg: StarGanVcSpec256Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        w1, w2, w3, w4 = SPEC256_WIDTHS
+        self.down = nn.Sequential(
+            _conv_bn_relu(nn.Conv2d(1, w1, 7, 1, 3, bias=False), w1),
+            _conv_bn_relu(nn.Conv2d(w1, w2, 4, 2, 1, bias=False), w2),
+            _conv_bn_relu(nn.Conv2d(w2, w3, 4, 2, 1, bias=False), w3),
+            _conv_bn_relu(nn.Conv2d(w3, w4, 4, 2, 1, bias=False), w4),
+        )
+        self.merge = LabelMergeConv2d(w4, cfg.n_labels, w4)
+        self.merge_post = nn.Sequential(nn.BatchNorm2d(w4), nn.ReLU(inplace=True))
+        self.res = nn.Sequential(*(Spec256ResidualBlock(w4) for _ in range(cfg.n_res_blocks)))
+        self.up = nn.Sequential(
+            _conv_bn_relu(nn.ConvTranspose2d(w4, w3, 4, 2, 1, bias=False), w3),
+            _conv_bn_relu(nn.ConvTranspose2d(w3, w2, 4, 2, 1, bias=False), w2),
+            _conv_bn_relu(nn.ConvTranspose2d(w2, w1, 4, 2, 1, bias=False), w1),
+            nn.Conv2d(w1, 1, 7, 1, 3),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, image: Tensor, label: Tensor) -> Tensor:
+        size = SPEC256_SIZE
+        if image.dim() != 4 or tuple(image.shape[1:]) != (1, size, size):
+            raise ValueError(f"Spec256Generator: image must be [B, 1, {size}, {size}], got {list(image.shape)}")
+        _check_labels("Spec256Generator", "label", label, image.shape[0])
+        h = self.merge_post(self.merge(self.down(image), label))
+        return self.up(self.res(h))
+
+
+class Spec256Discriminator(nn.Module):
+    """image [B, 1, 256, 256] (label [B], optional and unused) → (score [B], logits [B, n_labels]).
+
+    Deviation from the original (whose discriminator is 1-D, mel bands as input channels): the same layers made
+    2-D for one-channel 256×256 inputs — gated convolutions with instance norm and dropout, square kernels 9, 8,
+    8, 5 with strides 1, 2, 2, 1 (width `d_channels`), then bias-free 5×5 heads (1 score, n_labels logits) on the
+    64×64 map. `patches()` gives the per-position maps (the original's per-frame outputs); `forward()` their
+    means. As the original, it is unconditional: `label` is checked but does not change the output."""
+
+    def __init__(self, cfg: StarGanVcSpec256Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        mid = cfg.d_channels
+        self.le1 = GatedConv(1, mid, 9, 1, dims=2)
+        self.le2 = GatedConv(mid, mid, 8, 2, dims=2)
+        self.le3 = GatedConv(mid, mid, 8, 2, dims=2)
+        self.le4 = GatedConv(mid, mid, 5, 1, dims=2)
+        self.le_adv = nn.Conv2d(mid, 1, 5, stride=1, padding=2, bias=False)
+        self.le_cls = nn.Conv2d(mid, cfg.n_labels, 5, stride=1, padding=2, bias=False)
+        nn.init.xavier_normal_(self.le_adv.weight, gain=0.1)
+        nn.init.xavier_normal_(self.le_cls.weight, gain=0.1)
+        self.dropout = nn.Dropout(cfg.d_dropout)
+
+    def patches(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """(scores [B, 64, 64], logits [B, n_labels, 64, 64])."""
+        size = SPEC256_SIZE
+        if image.dim() != 4 or tuple(image.shape[1:]) != (1, size, size):
+            raise ValueError(f"Spec256Discriminator: image must be [B, 1, {size}, {size}], got {list(image.shape)}")
+        h = image
+        for layer in (self.le1, self.le2, self.le3, self.le4):
+            h = self.dropout(layer(h))
+        return self.le_adv(h)[:, 0], self.le_cls(h)
+
+    def forward(self, image: Tensor, label: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if label is not None:
+            _check_labels("Spec256Discriminator", "label", label, image.shape[0])
+        scores, logits = self.patches(image)
+        return scores.mean(dim=(-2, -1)), logits.mean(dim=(-2, -1))
