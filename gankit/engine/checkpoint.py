@@ -51,6 +51,7 @@ class CheckpointManager:
         self.metric = metric
         self.mode = mode
         self.manifest = self._read_manifest()
+        self.set_aside: list[dict[str, Any]] = []  # what the last latest_loadable(set_aside=True) moved aside
 
     # --- manifest -------------------------------------------------------------------------------
     def _read_manifest(self) -> dict[str, Any]:
@@ -183,7 +184,7 @@ class CheckpointManager:
         generator file, to `checkpoints/unusable/`: it is no checkpoint, so retention must neither count it as one
         nor delete the older good one for it. `self.set_aside` lists what moved, with the reason, for the run's
         events."""
-        self.set_aside: list[dict[str, Any]] = []
+        self.set_aside = []
         for step, path in self.state_files():
             try:
                 state = safe_load(path, map_location)

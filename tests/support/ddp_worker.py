@@ -59,7 +59,7 @@ def install_rank_states() -> None:
 def install_blind_rank() -> None:
     blind = os.environ.get("GANKIT_TEST_BLIND_RANK")
     if blind is not None and int(os.environ.get("RANK", "0")) == int(blind):
-        CheckpointManager.latest_loadable = lambda self, map_location="cpu": None  # type: ignore[method-assign]
+        CheckpointManager.latest_loadable = lambda self, map_location="cpu", set_aside=False: None  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":
