@@ -1,8 +1,10 @@
-"""Corpus mel statistics for presets that normalise each band (`parallel_wavegan`).
+"""Corpus mel statistics: per-band mean and scale of one mel front-end's log-mel over a corpus' training files.
 
-`gankit prepare --mel-stats PRESET` computes them over the training files only (never validation) and
-writes `OUT/mel_stats.json`; `with_corpus_statistics` puts them into a run's `frontend` config, so the run's
-config.yaml, its checkpoints and every generator file carry them and inference normalises identically.
+`gankit prepare --mel-stats PRESET` computes them (any preset) over the training files only (never validation)
+and writes `OUT/mel_stats.json`. Two readers: `with_corpus_statistics` puts them into a run's `frontend` config
+when its preset normalises each band (`parallel_wavegan`), so the run's config.yaml, its checkpoints and every
+generator file carry them and inference normalises identically; `read_band_statistics` gives them to a task that
+normalises a preset's log-mel itself (StarGAN-VC over `hifigan`), after checking they describe its front-end.
 """
 
 from __future__ import annotations
@@ -39,14 +41,19 @@ def _presets_with_statistics() -> list[str]:
 
 
 def statistics_frontend(cfg: Mapping[str, Any]) -> StftMelFrontend:
-    """The front-end of `cfg` without statistics; ConfigError when its preset normalises with none."""
-    frontend = build_frontend({k: v for k, v in cfg.items() if k not in STATISTICS_KEYS})
+    """The front-end of `cfg` (any preset) without statistics: the one whose log-mel the statistics describe."""
+    return build_frontend({k: v for k, v in cfg.items() if k not in STATISTICS_KEYS})
+
+
+def refuse_unused_statistics(frontend: StftMelFrontend, what: str) -> None:
+    """ConfigError when `what` (a training config) has a front-end that would not use corpus statistics."""
     if not uses_statistics(frontend):
         raise ConfigError(
-            f"mel preset {frontend.preset} does not normalise with corpus statistics; --mel-stats is for "
-            f"{', '.join(_presets_with_statistics())}"
+            f"{what}: its mel preset {frontend.preset} does not normalise with corpus statistics, so training with "
+            f"it would not use them; for a config, --mel-stats takes one whose preset does "
+            f"({', '.join(_presets_with_statistics())}); pass the preset's name (--mel-stats {frontend.preset}) "
+            "for statistics a task normalises with itself (StarGAN-VC)"
         )
-    return frontend
 
 
 def _parameters(frontend: StftMelFrontend) -> dict[str, Any]:
@@ -69,14 +76,54 @@ class MelStatistics:
         return {"version": FORMAT_VERSION, "preset": self.preset, "frontend": self.frontend,
                 "mean": self.mean, "scale": self.scale, "frames": self.frames, "files": self.files}
 
-    def built_frontend(self, origin: Path) -> StftMelFrontend:
-        """The front-end these statistics describe, normalising with them."""
+    def plain_frontend(self, origin: Path) -> StftMelFrontend:
+        """The front-end these statistics were computed with (not normalising)."""
         try:
-            return statistics_frontend({"preset": self.preset, **self.frontend}).with_statistics(  # type: ignore[attr-defined]
-                self.mean, self.scale
-            )
+            return statistics_frontend({"preset": self.preset, **self.frontend})
         except ConfigError as exc:
             raise DataError(f"{origin}: {exc}; recompute it with `gankit prepare … --mel-stats`") from None
+
+    def built_frontend(self, origin: Path) -> StftMelFrontend:
+        """The front-end these statistics describe, normalising with them (a preset that normalises only)."""
+        plain = self.plain_frontend(origin)
+        if not uses_statistics(plain):
+            raise DataError(f"{origin}: statistics of mel preset {plain.preset}, which does not normalise with them")
+        try:
+            return plain.with_statistics(self.mean, self.scale)  # type: ignore[attr-defined]
+        except ConfigError as exc:
+            raise DataError(f"{origin}: {exc}; recompute it with `gankit prepare … --mel-stats`") from None
+
+
+def _differences(stats: MelStatistics, origin: Path, frontend: StftMelFrontend, here: str = "here") -> list[str]:
+    """`key: value there, value <here>` for each front-end parameter (preset included) that differs."""
+    theirs = stats.plain_frontend(origin)
+    their_p = {"preset": theirs.preset, **_parameters(theirs)}
+    mine_p = {"preset": frontend.preset, **_parameters(frontend)}
+    return [f"{k}: {their_p.get(k, '<absent>')!r} there, {mine_p.get(k, '<absent>')!r} {here}"
+            for k in sorted(set(mine_p) | set(their_p)) if mine_p.get(k) != their_p.get(k)]
+
+
+def read_band_statistics(
+    path: str | Path, frontend: StftMelFrontend | Mapping[str, Any]
+) -> tuple[list[float], list[float]]:
+    """(mean, scale) per band of `frontend`'s log-mel from a `mel_stats.json`, for a task that normalises with them.
+
+    DataError when the file is missing or malformed, was computed with another front-end (preset, sample rate,
+    n_fft, hop, window, bands, fmin/fmax — each difference named), or holds a band count or values it cannot use.
+    """
+    path = Path(path)
+    mine = frontend if isinstance(frontend, StftMelFrontend) else statistics_frontend(frontend)
+    stats = read_statistics(path)
+    diffs = _differences(stats, path, mine)
+    if diffs:
+        raise DataError(f"{path} holds statistics of another mel front-end ({'; '.join(diffs)}); recompute them "
+                        f"with `gankit prepare … --mel-stats {mine.preset}` (at {mine.sample_rate} Hz)")
+    mean, scale = np.asarray(stats.mean, dtype=np.float64), np.asarray(stats.scale, dtype=np.float64)
+    if mean.shape != (mine.n_mels,) or scale.shape != (mine.n_mels,):
+        raise DataError(f"{path}: {len(stats.mean)} means and {len(stats.scale)} scales for {mine.n_mels} mel bands")
+    if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+        raise DataError(f"{path}: a mean or scale is not finite, or a scale is not positive; recompute the file")
+    return [float(v) for v in mean], [float(v) for v in scale]
 
 
 def read_statistics(path: str | Path) -> MelStatistics:
@@ -173,17 +220,14 @@ def with_corpus_statistics(config: Mapping[str, Any], log: Callable[[str], None]
     if not path.is_file():
         raise DataError(f"{path} not found: mel preset {frontend.preset} normalises with corpus statistics; {how}")
     stats = read_statistics(path)
-    theirs = stats.built_frontend(path)
-    if theirs.with_statistics(None, None) != frontend:  # type: ignore[attr-defined]
-        mine_p = {"preset": frontend.preset, **_parameters(frontend)}
-        their_p = {"preset": theirs.preset, **_parameters(theirs)}
-        diffs = "; ".join(f"{k}: {their_p.get(k, '<absent>')!r} there, {mine_p.get(k, '<absent>')!r} in the config"
-                          for k in sorted(set(mine_p) | set(their_p)) if mine_p.get(k) != their_p.get(k))
+    diffs = "; ".join(_differences(stats, path, frontend, here="in the config"))
+    if diffs:
         raise ConfigError(
             f"{path} holds statistics of another mel front-end than this config's frontend ({diffs}); recompute "
             f"them for it with `gankit prepare SRC {data_dir} --format … --mel-stats CONFIG` (a config whose "
             "frontend section is this one), or make the config's frontend match"
         )
+    theirs = stats.built_frontend(path)
     if log is not None:
         log(f"mel normalisation: statistics of {stats.files} training files ({stats.frames} frames) from {path}")
     out["frontend"] = {**frontend_cfg, "mean": list(theirs.mean), "scale": list(theirs.scale)}  # type: ignore[attr-defined]

@@ -5,6 +5,8 @@ metadata has, which `prepare` reports as skips instead of stopping.
 - ruslan:   `metadata_RUSLAN_22200.csv` (`id|text`) + `ruslan_dataset/<id>.wav`
 - festvox:  `etc/txt.done.data` (`( id "text" )`) + `wav/<id>.wav`
 - folder:   every .wav/.flac/.ogg under SRC; id = relative path without extension, no text
+- speakers: a folder per speaker (`read_speakers`); id = `<speaker>/<path below it without extension>`, the text
+            from a transcript beside the audio or in a VCTK-style `txt/` tree, else empty
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ REASONS: dict[str, str] = {
     "invalid_utf8": "invalid UTF-8 in metadata",
     "bad_id": "unusable id",
     "duplicate_id": "repeated id",
+    "no_speaker": "not in a speaker folder",
+    "few_files": "speaker with too few files",
 }
 
 
@@ -144,12 +148,104 @@ def read_folder(src: Path, exclude: Path | None = None) -> CorpusListing:
     return listing
 
 
+def speaker_root(src: Path, exclude: Path | None = None) -> Path:
+    """The folder whose subfolders are the speakers: `src`, or — while the root holds no audio file itself and
+    exactly one of its subfolders holds audio at any depth (VCTK's `wav48/`) — that subfolder."""
+    root, seen = src, {src.resolve()}
+    while not _audio_files(root):
+        holders = [d for d in _subfolders(root, exclude) if _holds_audio(d, exclude)]
+        if len(holders) != 1 or _audio_files(holders[0]) or holders[0].resolve() in seen:
+            break
+        root = holders[0]
+        seen.add(root.resolve())  # a link back up must not loop
+    return root
+
+
+def _subfolders(folder: Path, exclude: Path | None) -> list[Path]:
+    excluded = exclude.resolve() if exclude is not None else None
+    return sorted(d for d in folder.iterdir()
+                  if d.is_dir() and not d.name.startswith(".") and d.resolve() != excluded)
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and _is_audio(p.name))
+
+
+def _is_audio(name: str) -> bool:
+    return not name.startswith(".") and Path(name).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def _holds_audio(folder: Path, exclude: Path | None) -> bool:
+    """Whether `read_folder(folder)` would find audio: os.walk, so links below `folder` are not followed."""
+    excluded = exclude.resolve() if exclude is not None else None
+    for here, dirs, files in os.walk(folder):
+        if any(_is_audio(name) for name in files):
+            return True
+        dirs[:] = [d for d in dirs if not d.startswith(".") and (Path(here) / d).resolve() != excluded]
+    return False
+
+
+_VCTK_MIC = re.compile(r"_mic\d+$")  # VCTK 0.92: p225_001_mic1.flac reads txt/p225/p225_001.txt
+
+
+def _transcript(audio: Path, speaker_dir: Path, txt_tree: Path | None) -> Path | None:
+    """The transcript of `audio`: `<utt>.txt` beside it, else `txt_tree/<speaker>/<utt>.txt` (VCTK)."""
+    beside = audio.with_suffix(".txt")
+    if beside.is_file():
+        return beside
+    if txt_tree is None:
+        return None
+    relative = audio.relative_to(speaker_dir).with_suffix("")
+    for stem in dict.fromkeys((relative.name, _VCTK_MIC.sub("", relative.name))):
+        candidate = txt_tree / speaker_dir.name / relative.parent / f"{stem}.txt"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _transcript_tree(src: Path, root: Path, exclude: Path | None) -> Path | None:
+    """A `txt/` folder without audio beside the speaker folders, else beside the speaker root (below SRC)."""
+    beside = root / "txt"
+    if beside.is_dir() and not _holds_audio(beside, exclude):
+        return beside
+    above = root.parent / "txt"
+    return above if root != src and above.is_dir() else None
+
+
+def read_speakers(src: Path, exclude: Path | None = None) -> CorpusListing:
+    """A corpus of speaker folders: each subfolder of `speaker_root(src)` is a speaker, and every audio file below it
+    (any depth) one utterance `<speaker>/<path below the speaker folder, without extension>`. Audio lying in the
+    root itself belongs to no speaker and is reported. A transcript gives the text: `<utt>.txt` beside the audio, or
+    `txt/<speaker>/<utt>.txt` in a `txt/` folder without audio beside the speaker folders or (when the root is
+    below SRC) beside the root, as VCTK's `txt/` beside `wav48/`."""
+    listing = CorpusListing()
+    root = speaker_root(src, exclude)
+    for path in _audio_files(root):
+        listing.problems.append(Skip(path.relative_to(src).with_suffix("").as_posix(), str(path), "no_speaker",
+                                     f"lies in {root}, not in a speaker folder below it"))
+    txt_tree = _transcript_tree(src, root, exclude)
+    for speaker_dir in _subfolders(root, exclude):
+        files = read_folder(speaker_dir, exclude)
+        listing.problems += [p._replace(id=f"{speaker_dir.name}/{p.id}") for p in files.problems]
+        for item in files.items:
+            utterance_id = f"{speaker_dir.name}/{item.id}"
+            transcript = _transcript(item.path, speaker_dir, txt_tree)
+            try:
+                text = "" if transcript is None else " ".join(transcript.read_text(encoding="utf-8").split())
+            except UnicodeDecodeError as exc:
+                listing.problems.append(Skip(utterance_id, str(transcript), "invalid_utf8",
+                                             f"transcript byte {exc.start} is not UTF-8"))
+                continue
+            listing.add(utterance_id, item.path, text, str(item.path))
+    return listing
+
+
 READERS: dict[str, Callable[[Path], CorpusListing]] = {
     "ljspeech": _delimited("metadata.csv", "wavs", 2, "id|text|normalized"),
     "ruslan": _delimited("metadata_RUSLAN_22200.csv", "ruslan_dataset", 2, "id|text"),
     "festvox": read_festvox,
 }
-FORMATS: tuple[str, ...] = (*READERS, "folder")
+FORMATS: tuple[str, ...] = (*READERS, "folder", "speakers")
 
 
 def read_corpus(fmt: str, src: str | os.PathLike[str], exclude: str | os.PathLike[str] | None = None) -> CorpusListing:
@@ -157,8 +253,9 @@ def read_corpus(fmt: str, src: str | os.PathLike[str], exclude: str | os.PathLik
     root = Path(src)
     if not root.is_dir():
         raise DataError(f"corpus folder {root} not found; check SRC")
-    if fmt == "folder":
-        return read_folder(root, Path(exclude) if exclude is not None else None)
+    if fmt in ("folder", "speakers"):
+        reader = read_folder if fmt == "folder" else read_speakers
+        return reader(root, Path(exclude) if exclude is not None else None)
     if fmt not in READERS:
         raise DataError(f"unknown corpus format {fmt!r}; choose one of {', '.join(FORMATS)}")
     return READERS[fmt](root)

@@ -1,5 +1,6 @@
 """`gankit prepare`: turn a corpus into `OUT/wavs/<id>.wav` (mono 16-bit PCM at one rate), `train.txt`,
-`val.txt`, `skipped.txt` and, with `mel_stats`, `mel_stats.json` (gankit.data.corpus_stats).
+`val.txt`, `skipped.txt` and, with `mel_stats`, `mel_stats.json` (gankit.data.corpus_stats); a corpus of speaker
+folders (`speakers`) also `speakers.tsv` and its own split (gankit.data.speakers).
 
 Files are converted by a process pool, one file per task, and each worker returns only a small result,
 so a 22,200-file corpus never sits in memory. A bad file becomes a line in `skipped.txt`, never a stop.
@@ -25,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -33,6 +34,16 @@ from gankit.atomic import write_text
 from gankit.audio.io import audio_info, read_audio, resample, write_wav
 from gankit.data.filelist import FileListEntry, write_filelist
 from gankit.data.formats import FORMATS, REASONS, Skip, SourceItem, read_corpus
+from gankit.data.speakers import (
+    MIN_FILES,
+    SPEAKERS_FILE,
+    count_files,
+    default_val_sentences,
+    speaker_of,
+    speaker_table,
+    split_by_sentence,
+    write_speaker_table,
+)
 from gankit.errors import AudioReadError, DataError
 
 DEFAULT_MIN_SECONDS = 0.5
@@ -43,6 +54,9 @@ RECORD_FILE = ".gankit_prepared.json"  # in OUT: the relative paths gankit prepa
 RECORD_VERSION = 1
 LISTS = ("train.txt", "val.txt", "skipped.txt")
 SKIPPED_HEADER = "# reason\tid\tsource\tdetail"
+SPEAKER_FORMAT = "speakers"
+JobT = TypeVar("JobT")
+ResultT = TypeVar("ResultT")
 
 
 class _Job(NamedTuple):
@@ -78,6 +92,7 @@ class PrepareReport:
     foreign: list[str] = field(default_factory=list)  # files in OUT/wavs gankit did not write (left alone)
     mel_stats: Path | None = None  # OUT/mel_stats.json when written
     mel_stats_line: str = ""
+    speakers: int = 0  # --format speakers: speakers in OUT/speakers.tsv
 
     def skipped_by_reason(self) -> dict[str, int]:
         counts = Counter(s.reason for s in self.skipped)
@@ -94,6 +109,8 @@ class PrepareReport:
             f"train {self.train} | val {self.val} | {self.seconds / 3600:.2f} h at {self.sample_rate} Hz{converted}",
             f"wrote {self.out / 'train.txt'}, {self.out / 'val.txt'} and {self.out / 'wavs'}/",
         ]
+        if self.speakers:
+            lines.append(f"speakers {self.speakers} → {self.out / SPEAKERS_FILE}")
         if self.mel_stats_line:
             lines.append(self.mel_stats_line)
         if self.removed_stale:
@@ -143,13 +160,13 @@ def _convert(job: _Job) -> _Result:
 
 # ---- orchestration ----------------------------------------------------------------------------------
 def _run_jobs(
-    fn: Callable[[_Job], _Result], jobs: list[_Job], workers: int, desc: str, progress: bool
-) -> Iterator[_Result]:
+    fn: Callable[[JobT], ResultT], jobs: list[JobT], workers: int, desc: str, progress: bool, unit: str = "file"
+) -> Iterator[ResultT]:
     """fn over jobs in `workers` processes (in this one when 1), results in completion order, with a bar."""
     from tqdm import tqdm
 
-    def bar(results: Iterable[_Result]) -> Iterator[_Result]:
-        yield from tqdm(results, total=len(jobs), desc=desc, unit="file", disable=not progress, dynamic_ncols=True)
+    def bar(results: Iterable[ResultT]) -> Iterator[ResultT]:
+        yield from tqdm(results, total=len(jobs), desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
 
     if workers <= 1 or len(jobs) <= 1:
         yield from bar(map(fn, jobs))
@@ -316,11 +333,15 @@ def prepare_corpus(
     progress: bool = True,
     log: Callable[[str], None] = print,
     mel_stats: Mapping[str, Any] | None = None,
+    speaker_groups: Mapping[str, str] | None = None,
 ) -> PrepareReport:
     """Convert corpus `src` (layout `fmt`) into `out`; see the module docstring for what is written.
 
     `sample_rate` None keeps the source rate (the most common one when files differ). The validation
-    set is the last `val_size` ids in sorted order (None: min(100, 10 % of the usable files)).
+    set is the last `val_size` ids in sorted order (None: min(100, 10 % of the usable files)); for the
+    `speakers` format `val_size` counts sentences per speaker, held out alike for every speaker
+    (`gankit.data.speakers.split_by_sentence`; None: 10 % of the median speaker's files, 1..10), a speaker with
+    fewer than 2 usable files is skipped, and `speaker_groups` (speaker → group) fills speakers.tsv's group column.
     `mel_stats`, a front-end config (its sample_rate, when given, must be the output rate), adds
     `OUT/mel_stats.json`: that front-end's per-band statistics over the training files; without it a
     `mel_stats.json` an earlier run left is removed, as it would describe other files.
@@ -341,7 +362,8 @@ def prepare_corpus(
         _stats_frontend(mel_stats, sample_rate)  # a wrong preset or rate fails before any conversion
     listing = read_corpus(fmt, src_path, exclude=out_path)
     found = len(listing.items) + len(listing.problems)
-    if val_size is not None and listing.items and val_size >= len(listing.items):
+    by_speaker = fmt == SPEAKER_FORMAT
+    if val_size is not None and listing.items and val_size >= len(listing.items) and not by_speaker:
         raise DataError(f"--val-size {val_size} leaves no training files: {src_path} has {len(listing.items)} "
                         "audio files; lower --val-size")
 
@@ -357,7 +379,8 @@ def prepare_corpus(
     from gankit.data.corpus_stats import STATS_FILE
 
     recorded = _read_record(out_path)
-    planned = {*LISTS, *(f"wavs/{i}.wav" for i in items), *([STATS_FILE] if mel_stats is not None else [])}
+    tables = [SPEAKERS_FILE] if by_speaker else []
+    planned = {*LISTS, *tables, *(f"wavs/{i}.wav" for i in items), *([STATS_FILE] if mel_stats is not None else [])}
     _check_targets(src_path, out_path, planned)
     _refuse_foreign(out_path, planned, recorded)
 
@@ -382,27 +405,32 @@ def prepare_corpus(
     # Recorded before the first write: the files of a run killed half-way are then known as gankit's.
     _write_record(out_path, recorded | planned)
     try:
-        written: dict[str, float] = {}
-        source_rates: Counter[int] = Counter()
+        converted: dict[str, _Result] = {}
         for result in _run_jobs(_convert, jobs(sample_rate), n_workers, "converting", progress):
             if result.reason is None:
-                written[result.id] = result.seconds
-                source_rates[result.source_rate] += 1
+                converted[result.id] = result
             else:
                 skipped.append(Skip(result.id, str(items[result.id].path), result.reason, result.detail))
+        if by_speaker:
+            skipped += _drop_small_speakers(wav_dir, converted, items)
+        written = {i: result.seconds for i, result in converted.items()}
+        source_rates = Counter(result.source_rate for result in converted.values())
 
         _write_skipped(out_path / "skipped.txt", skipped)
         if not written:
             counts = Counter(s.reason for s in skipped)
             why = ", ".join(f"{n} {REASONS[r]}" for r, n in counts.most_common()) or "no audio files found"
             raise DataError(f"no usable audio in {src_path} (format {fmt}): {why}; see {out_path / 'skipped.txt'}")
-        train_ids, val_ids = _split_ids(sorted(written), val_size, out_path / "skipped.txt")
         texts = {item.id: item.text for item in listing.items}
+        if by_speaker:
+            train_ids, val_ids = _split_speakers(out_path, sorted(written), texts, val_size, speaker_groups)
+        else:
+            train_ids, val_ids = _split_ids(sorted(written), val_size, out_path / "skipped.txt")
         write_filelist(out_path / "train.txt", [FileListEntry(i, texts[i]) for i in train_ids])
         write_filelist(out_path / "val.txt", [FileListEntry(i, texts[i]) for i in val_ids])
         assert sample_rate is not None  # set by the probe whenever a file was written
         stats_path, stats_line = _mel_statistics(out_path, mel_stats, sample_rate, progress, recorded)
-        this_run = {*LISTS, *(f"wavs/{i}.wav" for i in written), *([STATS_FILE] if stats_path else [])}
+        this_run = {*LISTS, *tables, *(f"wavs/{i}.wav" for i in written), *([STATS_FILE] if stats_path else [])}
         removed = _remove_stale(out_path, recorded, this_run)
         removed_wavs = sum(p.startswith("wavs/") for p in removed)
     finally:  # what OUT now holds of gankit's: the earlier record and this run's files, where they exist
@@ -423,7 +451,39 @@ def prepare_corpus(
         foreign=_foreign_wavs(out_path, this_run),
         mel_stats=stats_path,
         mel_stats_line=stats_line,
+        speakers=len(count_files(list(written))) if by_speaker else 0,
     )
+
+
+def _drop_small_speakers(wav_dir: Path, converted: dict[str, _Result], items: Mapping[str, SourceItem]) -> list[Skip]:
+    """Remove from `converted` (and OUT) the files of speakers with fewer than MIN_FILES usable files; their skips."""
+    skips: list[Skip] = []
+    counts = count_files(list(converted))
+    for utterance_id in sorted(converted):
+        n = counts[speaker_of(utterance_id)]
+        if n >= MIN_FILES:
+            continue
+        del converted[utterance_id]
+        target = wav_dir / f"{utterance_id}.wav"
+        target.unlink(missing_ok=True)
+        for folder in target.parents:  # the speaker's folders, left empty
+            if folder == wav_dir or not folder.is_relative_to(wav_dir) or any(folder.iterdir()):
+                break
+            folder.rmdir()
+        skips.append(Skip(utterance_id, str(items[utterance_id].path), "few_files",
+                          f"speaker {speaker_of(utterance_id)} has {n} usable file(s); a speaker needs {MIN_FILES} "
+                          "(one to train on, one to validate)"))
+    return skips
+
+
+def _split_speakers(
+    out: Path, ids: list[str], texts: Mapping[str, str], val_size: int | None, groups: Mapping[str, str] | None
+) -> tuple[list[str], list[str]]:
+    """(train, val) holding out the same sentences for every speaker, and OUT/speakers.tsv."""
+    sentences = default_val_sentences(ids) if val_size is None else val_size
+    train_ids, val_ids = split_by_sentence(ids, texts, sentences)
+    write_speaker_table(out / SPEAKERS_FILE, speaker_table(ids, groups))
+    return train_ids, val_ids
 
 
 def _stats_frontend(cfg: Mapping[str, Any], sample_rate: int | None) -> Mapping[str, Any]:

@@ -226,10 +226,14 @@ class StarGanVcDiscriminator(nn.Module):
             h = self.dropout(layer(h))
         return self.le_adv(h)[:, 0], self.le_cls(h)
 
-    def forward(self, mel: Tensor, label: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, mel: Tensor, label: Tensor | None = None, per_frame: bool = False) -> tuple[Tensor, Tensor]:
+        """Means over frames, or with `per_frame` the maps of `frames()` (through `forward`, so that a DDP wrapper
+        sees the call)."""
         if label is not None:
             _check_labels("StarGanVcDiscriminator", "label", label, mel.shape[0])
         scores, logits = self.frames(mel)
+        if per_frame:
+            return scores, logits
         return scores.mean(dim=-1), logits.mean(dim=-1)
 
 

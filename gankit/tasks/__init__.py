@@ -13,6 +13,7 @@ TASKS: dict[str, tuple[str, str]] = {
     "hifigan": ("gankit.tasks.hifigan", "build_hifigan_task"),
     "melgan": ("gankit.tasks.melgan", "build_melgan_task"),
     "dcgan": ("gankit.tasks.dcgan", "build_dcgan_task"),
+    "stargan_vc": ("gankit.tasks.stargan_vc", "build_stargan_vc_task"),
 }
 
 
