@@ -1,18 +1,29 @@
-"""`gankit evaluate --checkpoint CKPT --data DATA`: objective measures of a vocoder next to Griffin-Lim."""
+"""`gankit evaluate --checkpoint CKPT --data DATA`: objective measures of a vocoder next to Griffin-Lim, or of a
+voice-conversion model next to no conversion (gankit/commands/evaluate_conversion.py), by the checkpoint's kind."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+
+from gankit.commands.vocode import positive_int
+
+DEFAULT_MEASURES = "mel_l1,mrstft,pesq,stoi,mcd,f0"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="measure a vocoder (mel L1, MR-STFT, PESQ, STOI, MCD, F0) against Griffin-Lim",
-        description="Resynthesise each reference utterance from its mel with the vocoder and with Griffin-Lim, "
-        "and report per file and averaged (mean and 95%% interval): mel L1, multi-resolution STFT distance, "
-        "PESQ wide-band, STOI, MCD (dB), log-F0 RMSE (cents) and voiced/unvoiced error.",
+        help="measure a vocoder (mel L1, MR-STFT, PESQ, STOI, MCD, F0) against Griffin-Lim, or a voice-conversion "
+        "model against no conversion",
+        description="A vocoder: resynthesise each reference utterance from its mel with the vocoder and with "
+        "Griffin-Lim, and report per file and averaged (mean and 95%% interval): mel L1, multi-resolution STFT "
+        "distance, PESQ wide-band, STOI, MCD (dB), log-F0 RMSE (cents) and voiced/unvoiced error. A voice-conversion "
+        "model (stargan_vc) and a prepared speaker corpus: convert every held-out utterance to the other speakers of "
+        "its group, voice it, and report per target and pooled the speaker classifier's target share, content "
+        "margin, voicing agreement, MCD-DTW against the target's recording and F0 shift, next to the unconverted "
+        "source (and an untrained generator with --compare-untrained).",
     )
     p.add_argument("--checkpoint", required=True, help="gankit checkpoint or run directory, or an original g_ file")
     p.add_argument("--data", required=True, type=Path,
@@ -21,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="config.json for an original g_ file not beside it")
     p.add_argument("--best", action="store_true", help="with a run directory: its best checkpoint, not the latest")
     p.add_argument("--baseline", choices=("griffin-lim", "none"), default="griffin-lim")
-    p.add_argument("--measures", default="mel_l1,mrstft,pesq,stoi,mcd,f0",
+    p.add_argument("--measures", default=DEFAULT_MEASURES,
                    help="comma-separated subset of mel_l1,mrstft,pesq,stoi,mcd,f0")
     p.add_argument("--limit", type=int, default=None, help="score only the first N utterances")
     p.add_argument("--out", type=Path, default=None,
@@ -33,10 +44,66 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out file and existing --audio-dir files (the summary says how many)")
     p.add_argument("--device", default="cpu")
+    vc = p.add_argument_group("voice-conversion checkpoints (stargan_vc); --data is a prepared speaker corpus")
+    vc.add_argument("--vocoder", default=None, metavar="VOCODER",
+                    help="voice the conversions with this gankit vocoder (generator file or run directory, on the "
+                    "model's mel) or griffin-lim (the default, 32 iterations)")
+    vc.add_argument("--max-utterances", type=positive_int, default=None, metavar="N",
+                    help="convert the first N held-out utterances of each speaker (default: all)")
+    vc.add_argument("--targets-per-source", type=positive_int, default=None, metavar="K",
+                    help="convert each utterance to K of the other speakers of its group (a fixed rotation; default: "
+                    "all of them)")
+    vc.add_argument("--compare-untrained", action="store_true",
+                    help="also score the same model config with freshly seeded weights (--seed)")
+    vc.add_argument("--seed", type=int, default=None, help="the untrained generator's seed (default 0)")
+    vc.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                    help="processes that convert, voice and score in parallel (default: one per CPU core, at most 8)")
     p.set_defaults(run=run)
 
 
+# What a conversion option set means: these are refused for a vocoder rather than silently ignored.
+CONVERSION_OPTIONS = (("--vocoder", "vocoder"), ("--max-utterances", "max_utterances"),
+                      ("--targets-per-source", "targets_per_source"), ("--compare-untrained", "compare_untrained"),
+                      ("--seed", "seed"), ("--workers", "workers"))
+
+
+def checkpoint_kind(checkpoint: str, best: bool) -> str | None:
+    """The kind of model CKPT holds (infer/registry.py, by the task that wrote it), or None when it cannot be read
+    (the evaluation reports that after checking its options and data, as it does for any checkpoint)."""
+    from gankit.checkpoint_io import safe_load
+    from gankit.errors import CheckpointError
+    from gankit.infer.loading import resolve_checkpoint
+    from gankit.infer.registry import TASKS, task_of
+
+    try:
+        obj = safe_load(resolve_checkpoint(checkpoint, best))
+    except CheckpointError:
+        return None
+    entry = TASKS.get(task_of(obj) or "hifigan")  # the original HiFi-GAN and MelGAN files carry no task
+    return entry.kind if entry is not None else None
+
+
+def _run_conversion(args: argparse.Namespace) -> int:
+    from gankit.commands.evaluate_conversion import run as run_conversion
+
+    return run_conversion(args)
+
+
 def run(args: argparse.Namespace) -> int:
+    kind = checkpoint_kind(args.checkpoint, args.best)
+    given = [flag for flag, name in CONVERSION_OPTIONS if getattr(args, name) not in (None, False)]
+    if kind is None and given:
+        kind = "converter"  # what the options say it is; its loader names the problem
+    evaluation: Callable[[argparse.Namespace], int] = EVALUATIONS.get(kind or "vocoder", run_vocoder)
+    if kind == "vocoder" and given:
+        from gankit.errors import ConfigError
+
+        raise ConfigError(f"{args.checkpoint}: {', '.join(given)} {'is' if len(given) == 1 else 'are'} for "
+                          "voice-conversion checkpoints; this one holds a vocoder")
+    return evaluation(args)
+
+
+def run_vocoder(args: argparse.Namespace) -> int:
     from gankit.errors import check_output_dir, check_output_file
     from gankit.infer import load_vocoder
     from gankit.infer.evaluation import (
@@ -89,3 +156,8 @@ def run(args: argparse.Namespace) -> int:
         write_results(args.out, results_json(systems, meta))
         print(f"results: {args.out}" + ("; replaced the existing file" if replacing_out else ""))
     return 0
+
+
+# The evaluation of each kind of model (infer/registry.py); any other kind goes to the vocoder's, which refuses it
+# naming what the file holds.
+EVALUATIONS: dict[str, Callable[[argparse.Namespace], int]] = {"vocoder": run_vocoder, "converter": _run_conversion}

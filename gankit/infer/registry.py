@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from types import ModuleType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from gankit.errors import CheckpointError
 
@@ -23,7 +23,18 @@ TASKS: dict[str, InferenceKind] = {
     "hifigan": InferenceKind("vocoder", "gankit.infer.vocoder", "vocode, resynth, evaluate, export"),
     "melgan": InferenceKind("vocoder", "gankit.infer.vocoder", "vocode, resynth, evaluate, export"),
     "dcgan": InferenceKind("image", "gankit.infer.images", "sample"),
+    "stargan_vc": InferenceKind("converter", "gankit.infer.conversion", "convert, evaluate"),
 }
+
+
+def task_of(obj: Any) -> str | None:
+    """The task that wrote a loaded gankit file (a generator file's "task", a training state's config's), or None
+    for any other file (the original HiFi-GAN and MelGAN files: vocoders)."""
+    if not isinstance(obj, dict) or obj.get("format") != "gankit":
+        return None
+    holder = obj.get("config") if obj.get("kind") == "train_state" else obj
+    task = holder.get("task") if isinstance(holder, dict) else None
+    return task if isinstance(task, str) else None
 
 
 def tasks_of_kind(kind: str) -> tuple[str, ...]:

@@ -107,7 +107,9 @@ class ConversionValidation:
                 "other": mels[same[0]][0][:, :max_frames] if same else None,
             }
             group = self.speakers.groups[source]
-            if shown.get(group, 0) < self.settings.pairs_per_group:
+            # One shown pair per source speaker (its first held-out utterance), up to pairs_per_group per group.
+            first_of_speaker = i == 0 or speaker_of(entries[i - 1].id) != speaker_of(entry.id)
+            if first_of_speaker and shown.get(group, 0) < self.settings.pairs_per_group:
                 shown[group] = shown.get(group, 0) + 1
                 batch["audio"] = torch.from_numpy(audio[: self.frontend.output_length(mel.shape[-1])].copy())
             batches.append(batch)
