@@ -182,6 +182,8 @@ class Launch:
 
 
 # --- SIGKILL at each named point -----------------------------------------------------------------
+# Slow: over the default suite's 8-minute budget on 2 cores (CI runs it in the slow step).
+@pytest.mark.slow
 def test_sigkill_at_each_point_of_a_save_resumes_from_the_last_complete_checkpoint(
     tiny_corpus: Path, tmp_path: Path
 ) -> None:
@@ -317,7 +319,9 @@ def fill_disk_when_writing(monkeypatch: pytest.MonkeyPatch, name: str, once: Pat
     monkeypatch.setattr(atomic, "atomic_open", atomic_open)
 
 
-@pytest.mark.parametrize("where", ["fault_hook", "state", "generator", "manifest"])
+# One place in the default suite, the others in the slow step (the default suite's budget).
+@pytest.mark.parametrize("where", [*(pytest.param(w, marks=pytest.mark.slow) for w in ("fault_hook", "state",
+                                                                                       "generator")), "manifest"])
 def test_enospc_during_a_save_keeps_the_previous_checkpoint_and_says_how_to_resume(
     tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
     where: str,
@@ -487,6 +491,8 @@ def test_every_torch_load_in_gankit_is_weights_only() -> None:
 
 
 # --- retention -----------------------------------------------------------------------------------
+# Slow: over the default suite's 8-minute budget on 2 cores (CI runs it in the slow step).
+@pytest.mark.slow
 def test_retention_keeps_the_best_and_the_newest_and_resume_skips_a_bad_newest(
     tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

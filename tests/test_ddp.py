@@ -168,6 +168,7 @@ def reference(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return run
 
 
+@pytest.mark.slow  # with the shared 2-rank launches (~50 s): the slow step
 def test_two_ranks_train_as_one_process_with_the_global_batch(ddp_run: DdpRun, reference: Path) -> None:
     ddp, ref = state(ddp_run.run, STEPS), state(reference, STEPS)
     assert (ddp["step"], ddp["epoch"], ddp["samples_in_epoch"]) == (ref["step"], ref["epoch"], ref["samples_in_epoch"])
@@ -179,6 +180,7 @@ def test_two_ranks_train_as_one_process_with_the_global_batch(ddp_run: DdpRun, r
     assert_losses_close(list(read_jsonl(ddp_run.run / "metrics.jsonl")), list(read_jsonl(reference / "metrics.jsonl")))
 
 
+@pytest.mark.slow  # with the shared 2-rank launches (~50 s): the slow step
 def test_rank_zero_alone_writes_the_run_directory(ddp_run: DdpRun) -> None:
     run = ddp_run.run
     assert steps_in(run / "metrics.jsonl") == [1, 2, 3, 4]
@@ -198,6 +200,7 @@ def test_rank_zero_alone_writes_the_run_directory(ddp_run: DdpRun) -> None:
     assert ddp_run.resumed.stdout.count("resumed from") == 1
 
 
+@pytest.mark.slow  # with the shared 2-rank launches (~50 s): the slow step
 def test_a_killed_ddp_run_resumes_at_its_last_checkpoint(ddp_run: DdpRun) -> None:
     assert ddp_run.killed.returncode != 0
     assert "SIGKILL" in ddp_run.killed.stdout
@@ -212,6 +215,7 @@ def test_a_killed_ddp_run_resumes_at_its_last_checkpoint(ddp_run: DdpRun) -> Non
     # (test_two_ranks_train_as_one_process_with_the_global_batch), which the resumed run passes.
 
 
+@pytest.mark.slow  # with the shared 2-rank launches (~50 s): the slow step
 def test_resume_with_one_rank_continues_at_the_right_step(ddp_run: DdpRun, reference: Path, tiny_corpus: Path,
                                                           tmp_path: Path) -> None:
     # As the CLI resumes it: same config, so 2 samples a step now (1 rank × batch 1 × 2 micro-batches), from

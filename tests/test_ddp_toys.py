@@ -42,9 +42,10 @@ def torchrun_toy(name: str, run: Path, config: dict[str, Any]) -> subprocess.Com
 
 
 @pytest.mark.parametrize(("name", "task", "make_config", "per_rank"), [
-    ("three_groups", ThreeGroupTask, toy_config, 2),
-    ("two_decoders", TwoDecoderTask, two_decoder_config, 2),
-    ("image_gan", ImageGanTask, image_gan_config, 2),  # BatchNorm: the single process normalises per rank-sized chunk
+    pytest.param("three_groups", ThreeGroupTask, toy_config, 2, marks=pytest.mark.slow),
+    ("two_decoders", TwoDecoderTask, two_decoder_config, 2),  # the default suite keeps one 2-rank toy (budget)
+    # BatchNorm: the single process normalises per rank-sized chunk
+    pytest.param("image_gan", ImageGanTask, image_gan_config, 2, marks=pytest.mark.slow),
 ])
 def test_two_ranks_match_one_process_with_the_global_batch(tmp_path: Path, name: str, task: Any, make_config: Any,
                                                            per_rank: int) -> None:
@@ -77,6 +78,7 @@ def test_two_ranks_match_one_process_with_the_global_batch(tmp_path: Path, name:
     assert ddp["samples_in_epoch"] == one["samples_in_epoch"] and ddp["epoch"] == one["epoch"]
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_are_rank_0s_on_every_rank_when_saved(tmp_path: Path) -> None:
     config = image_gan_config(steps=3)
     config["train"].update(ckpt_every=1, val_every=1000)

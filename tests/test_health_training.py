@@ -95,7 +95,8 @@ def all_finite(state_dict: Mapping[str, torch.Tensor]) -> bool:
 
 # --- healthy runs --------------------------------------------------------------------------------
 # The warm-up case (≈ 8 s) runs in CI's slow step; the default run keeps the one without warm-up.
-@pytest.mark.parametrize(("warmup", "steps"), [(0, 30), pytest.param(10, 40, marks=pytest.mark.slow)])
+@pytest.mark.slow  # both variants: the slow step (the default suite keeps to its 8-minute budget)
+@pytest.mark.parametrize(("warmup", "steps"), [(0, 30), (10, 40)])
 def test_healthy_short_run_raises_nothing(tiny_corpus: Path, tmp_path: Path, warmup: int, steps: int) -> None:
     """Armed here: dead_layers (from step 10), loss_spike (from 20 values after the start or the warm-up's end),
     divergence, nonfinite, discriminator_overpowering (from 40 D steps, in the longer run), the unused-parameter
@@ -225,6 +226,7 @@ def test_a_loss_spike_is_named_at_its_step(tiny_corpus: Path, tmp_path: Path, fa
     assert [(r["step"], r["kind"]) for r in rows if r["severity"] != "info"] == [(25, "loss_spike")], serious(rows)
 
 
+@pytest.mark.slow  # ~28 s for the pair: the slow step
 @pytest.mark.parametrize("diverge", [False, True], ids=["healthy_control", "g_lr_0.5_from_step_25"])
 def test_a_run_diverging_after_a_learning_rate_jump_is_named_and_stopped(
     tiny_corpus: Path, tmp_path: Path, faults: Any, diverge: bool

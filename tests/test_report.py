@@ -119,6 +119,7 @@ def test_partial_runs_get_a_page_that_says_what_is_missing(run_dir: Path, tmp_pa
     assert not page.attrs("img", "src") and not page.attrs("audio", "src")
 
 
+@pytest.mark.slow  # ~8 s: the slow step keeps the default suite in its budget
 def test_outliers_are_clipped_and_stale_media_removed(run_dir: Path, index: Path, tmp_path: Path) -> None:
     run = copy_run(run_dir, tmp_path / "run")  # with the report `index` built
     assert (run / "report" / "audio" / "step_00000001" / "utt_010__audio.wav").exists()

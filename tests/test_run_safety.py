@@ -65,6 +65,7 @@ def test_a_second_training_stops_at_once_naming_the_holder_and_a_killed_holder_l
 
 
 @pytest.mark.ddp
+@pytest.mark.slow
 def test_torchrun_ranks_share_the_lock_and_stop_together(tmp_path: Path) -> None:
     run = tmp_path / "run"
     lock = RunLock(run)
@@ -111,7 +112,8 @@ def test_damaged_log_lines_never_block_a_resume_or_a_report(tmp_path: Path, capf
     assert "metrics.jsonl: skipped 1 damaged line(s)" in capfd.readouterr().err
 
 
-@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), pytest.param(0o077, 0o600, marks=pytest.mark.slow),
+                                             pytest.param(0o002, 0o664, marks=pytest.mark.slow)])
 def test_files_follow_the_umask_like_any_tool(tmp_path: Path, umask: int, mode: int) -> None:
     from gankit.report.build import build_report
 

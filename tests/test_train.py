@@ -20,6 +20,8 @@ from tests.support.training import (
 )
 
 
+# Slow: over the default suite's 8-minute budget on 2 cores (CI runs it in the slow step).
+@pytest.mark.slow
 def test_cli_run_writes_the_run_directory(tiny_corpus: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = run_gankit(["train", "train.max_steps=4", "hifigan_tiny", "--run-dir", str(run), f"data.dir={tiny_corpus}",
@@ -60,6 +62,8 @@ def test_cli_run_writes_the_run_directory(tiny_corpus: Path, tmp_path: Path) -> 
     assert "data.batch_size" in changed.stderr and "Traceback" not in changed.stderr
 
 
+# Slow: over the default suite's 8-minute budget on 2 cores (CI runs it in the slow step).
+@pytest.mark.slow
 def test_resume_is_bit_identical_to_an_uninterrupted_run(
     tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
