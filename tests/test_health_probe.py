@@ -4,6 +4,7 @@ Also the session driven by the engine's own GanStepper on that task (a NaN updat
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -248,6 +249,8 @@ def test_probe_works_on_networks_already_wrapped_in_ddp(tmp_path: Path) -> None:
     if dist.is_initialized():
         pytest.skip("a process group already exists in this process")
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    live: dict[str, Any] = {}
+    ctx: StepContext | None = None
     try:
         task, nets, batch = tiny(wired_decoder=True)
         del nets["disc"].unused_head  # DDP itself would fail later on a never-used parameter
@@ -257,10 +260,14 @@ def test_probe_works_on_networks_already_wrapped_in_ddp(tmp_path: Path) -> None:
         assert_identical(before, snapshot(nets))
         ctx = StepContext(step=0, groups=("d",))
         task.prepare(live, batch, ctx)
-        terms = task.loss("d", live, batch, ctx)
-        terms.total.backward()
+        task.loss("d", live, batch, ctx).total.backward()
         assert all(p.grad is not None for p in nets["disc"].parameters())
     finally:
+        # DDP's reducers (and the graph of the cached forwards) hold the Gloo group: freed after
+        # destroy_process_group, its destructor can wait forever on Gloo's threads (seen once in CI).
+        live.clear()
+        ctx = None
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -3,7 +3,6 @@ draw samples, grids and latent walks. Imported only by `gankit sample` (infer/re
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from torch import Tensor
 
 from gankit.checkpoint_io import safe_load
 from gankit.errors import CheckpointError
+from gankit.image_grid import tile_images
 from gankit.infer.loading import resolve_checkpoint, resolve_device
 from gankit.infer.registry import require_kind
 from gankit.models.dcgan import DcganConfig, DcganGenerator
@@ -60,17 +60,7 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     return (torch.sin((1 - t) * omega) / s)[:, None] * a + (torch.sin(t * omega) / s)[:, None] * b
 
 
-def grid(images: Tensor, columns: int | None = None, pad: int = 2) -> Tensor:
-    """[N, C, S, S] in [-1, 1] → one [C, H, W] image in [0, 1], `columns` wide (default √N), `pad` pixels apart."""
-    n, c, s, _ = images.shape
-    cols = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    out = torch.ones(c, rows * (s + pad) + pad, cols * (s + pad) + pad)
-    x = images.float().clamp(-1, 1).add(1).div(2)
-    for i in range(n):
-        r, k = divmod(i, cols)
-        out[:, pad + r * (s + pad) : pad + r * (s + pad) + s, pad + k * (s + pad) : pad + k * (s + pad) + s] = x[i]
-    return out
+grid = tile_images  # `gankit sample`'s name for it
 
 
 def load_image_generator(source: str | Path, best: bool = False, device: str = "auto") -> ImageGenerator:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from gankit.errors import ConfigError
+from gankit.image_grid import tile_images
 from gankit.metrics.image_distances import RandomConvFeatures, frechet_distance, kernel_distance, precision_recall
 from gankit.models.dcgan import DcganConfig
 from gankit.tasks.base import ImageItem, ValidationResult
@@ -47,11 +48,8 @@ class ImageValidationSettings:
 
 
 def grid_image(images: Tensor) -> Tensor:
-    """[N, C, S, S] in [-1, 1], N square → one [C, √N·S, √N·S] image in [0, 1]."""
-    n, c, s, _ = images.shape
-    side = math.isqrt(n)
-    x = images[: side * side].detach().float().cpu().clamp(-1, 1).add(1).div(2)
-    return x.reshape(side, side, c, s, s).permute(2, 0, 3, 1, 4).reshape(c, side * s, side * s)
+    """[N, C, S, S] in [-1, 1], N square → one [C, √N·S, √N·S] image in [0, 1], tiles touching."""
+    return tile_images(images[: math.isqrt(images.shape[0]) ** 2], pad=0)
 
 
 def _stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
