@@ -43,7 +43,7 @@ def torchrun_toy(name: str, run: Path, config: dict[str, Any]) -> subprocess.Com
 
 @pytest.mark.parametrize(("name", "task", "make_config", "per_rank"), [
     pytest.param("three_groups", ThreeGroupTask, toy_config, 2, marks=pytest.mark.slow),
-    ("two_decoders", TwoDecoderTask, two_decoder_config, 2),  # the default suite keeps one 2-rank toy (budget)
+    pytest.param("two_decoders", TwoDecoderTask, two_decoder_config, 2, marks=pytest.mark.slow),
     # BatchNorm: the single process normalises per rank-sized chunk
     pytest.param("image_gan", ImageGanTask, image_gan_config, 2, marks=pytest.mark.slow),
 ])

@@ -367,7 +367,7 @@ def test_an_image_gan_writes_typed_media_and_a_report_a_browser_opens(tmp_path: 
 
 
 @pytest.mark.parametrize(("make", "task", "media"), [
-    (toy_config, ThreeGroupTask, {"image"}),
+    pytest.param(toy_config, ThreeGroupTask, {"image"}, marks=pytest.mark.slow),  # budget: the slow step
     (two_decoder_config, TwoDecoderTask, {"audio", "spectrogram"}),
 ])
 def test_the_tasks_that_are_not_image_gans_write_media_and_a_report_a_browser_opens(

@@ -164,6 +164,7 @@ def test_stop_action_saves_and_exits_with_status_3(
     assert [r["step"] for r in metrics(run)] == [1, 2]
 
 
+@pytest.mark.slow  # the slow step: keeps the default suite well inside its 8-minute budget
 def test_rollback_action_restores_the_last_checkpoint_and_lowers_the_learning_rates(
     tiny_corpus: Path, tmp_path: Path, faults: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -137,6 +137,7 @@ def test_outliers_are_clipped_and_stale_media_removed(run_dir: Path, index: Path
     assert (run / "report" / "audio" / "step_00000002" / "utt_010__audio.wav").exists()
 
 
+@pytest.mark.slow  # the slow step: keeps the default suite well inside its 8-minute budget
 def test_cli_prints_the_page_path_and_refuses_non_runs(run_dir: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "page"

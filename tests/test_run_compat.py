@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from gankit.engine.jsonl import read_jsonl
@@ -28,6 +29,7 @@ def old_run(tmp_path: Path, corpus: Path) -> Path:
     return run
 
 
+@pytest.mark.slow  # the slow step: keeps the default suite well inside its 8-minute budget
 def test_a_run_written_before_the_contract_resumes(tiny_corpus: Path, tmp_path: Path) -> None:
     run = old_run(tmp_path, tiny_corpus)
     before = (run / "metrics.jsonl").read_text().splitlines()

@@ -199,6 +199,7 @@ def test_max_seconds_stops_the_run_in_time_and_a_new_launch_resumes(
     assert recorder.calls == 1 and latest_state(run)["step"] == steps + 1
 
 
+@pytest.mark.slow  # the slow step: keeps the default suite well inside its 8-minute budget
 def test_max_epochs_stops_at_the_epoch_boundary_with_a_checkpoint_at_each_epoch_end(
     tiny_corpus: Path, tmp_path: Path
 ) -> None:

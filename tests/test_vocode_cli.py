@@ -134,6 +134,7 @@ def test_resynth_resamples_and_says_so(generator_file, tmp_path):
     assert (info.samplerate, info.subtype, info.frames) == (22050, "PCM_16", frames * HOP)
 
 
+@pytest.mark.slow  # the slow step: keeps the default suite well inside its 8-minute budget
 def test_export_to_original_round_trips(generator_file, tmp_path):
     out = tmp_path / "original"
     done = gankit("export", "--checkpoint", generator_file, "--to-original", out)
