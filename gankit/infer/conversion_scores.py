@@ -3,22 +3,22 @@ JSON and table (gankit/infer/conversion_evaluation.py runs the evaluation).
 
 `metrics.conversion`'s functions take waves and analyse both of them on every call; an evaluation pairs one source
 with several outputs and one output with several targets, so here each wave is analysed once (one pyin pass gives
-its voiced-speech flags and its mean log-F0) and the pairwise parts are recomputed from those features, with the
-metrics' own settings — tests/test_evaluate_conversion.py checks them against the metrics functions."""
+its voiced-speech flags and its mean log-F0) and the pairwise parts come from `metrics.conversion`'s feature-level
+functions, the same ones its wave-level functions call — tests/test_evaluate_conversion.py checks them against the
+wave-level functions."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from gankit.metrics.conversion import f0_shift_fraction, feature_distance, feature_voicing_agreement
 from gankit.metrics.summary import Summary
 
 MODEL, BASELINE, UNTRAINED = "model", "baseline", "untrained"
 MEASURES = ("target_share", "content_margin", "voicing_agreement", "mcd_db", "f0_shift")
-_MIN_F0_GAP = math.log(2.0) / 24.0  # metrics.conversion.f0_shift_toward's default: half a semitone
 
 Row = tuple[dict[str, Any], dict[str, str]]  # (source_id, source, target and MEASURES; why a value is None)
 
@@ -56,26 +56,14 @@ def wave_features(wave: np.ndarray, sample_rate: int) -> WaveFeatures:
                         float(log_f0.mean()) if log_f0.size else None)
 
 
-def _content_path(a: WaveFeatures, b: WaveFeatures) -> tuple[float, np.ndarray]:
-    import librosa
-
-    cost, path = librosa.sequence.dtw(X=a.content.T, Y=b.content.T, metric="sqeuclidean")
-    return float(cost[-1, -1]), path
-
-
 def content_margin_of(output: WaveFeatures, source: WaveFeatures, other: WaveFeatures) -> float:
     """`metrics.conversion.content_margin(output, source, other)` from cached features."""
-    far, far_path = _content_path(output, other)
-    near, near_path = _content_path(output, source)
-    return far / len(far_path) - near / len(near_path)
+    return feature_distance(output.content, other.content) - feature_distance(output.content, source.content)
 
 
 def voicing_agreement_of(output: WaveFeatures, source: WaveFeatures) -> float:
     """`metrics.conversion.voicing_agreement(output, source)` from cached features."""
-    _, path = _content_path(output, source)
-    out_frames = np.minimum(path[:, 0], len(output.speech) - 1)
-    src_frames = np.minimum(path[:, 1], len(source.speech) - 1)
-    return float(np.mean(output.speech[out_frames] == source.speech[src_frames]))
+    return feature_voicing_agreement(output.content, source.content, output.speech, source.speech)
 
 
 def f0_shift_of(output: WaveFeatures, source: WaveFeatures, target_mean: float | None) -> tuple[float | None, str]:
@@ -84,10 +72,10 @@ def f0_shift_of(output: WaveFeatures, source: WaveFeatures, target_mean: float |
         return None, "the target's training recordings have no voiced frame"
     if output.log_f0_mean is None or source.log_f0_mean is None:
         return None, "no voiced frame in the output or the source"
-    gap = target_mean - source.log_f0_mean
-    if abs(gap) < _MIN_F0_GAP:
+    shift = f0_shift_fraction(output.log_f0_mean, source.log_f0_mean, target_mean)
+    if shift is None:
         return None, "the source's mean F0 is within half a semitone of the target's"
-    return (output.log_f0_mean - source.log_f0_mean) / gap, ""
+    return shift, ""
 
 
 @dataclass

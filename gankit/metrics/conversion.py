@@ -133,6 +133,30 @@ def _content_path(a: np.ndarray, b: np.ndarray, sample_rate: int, n_mfcc: int) -
     return _dtw_path(content_features(a, sample_rate, n_mfcc), content_features(b, sample_rate, n_mfcc), "sqeuclidean")
 
 
+def feature_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """`content_distance` of two waves' `content_features` (for callers that cache the features)."""
+    total, path = _dtw_path(a, b, "sqeuclidean")
+    return total / len(path)
+
+
+def feature_voicing_agreement(output: np.ndarray, source: np.ndarray, output_speech: np.ndarray,
+                              source_speech: np.ndarray) -> float:
+    """`voicing_agreement` from the waves' `content_features` and `voiced_speech` flags."""
+    _, path = _dtw_path(output, source, "sqeuclidean")
+    out_frames = np.minimum(path[:, 0], len(output_speech) - 1)
+    src_frames = np.minimum(path[:, 1], len(source_speech) - 1)
+    return float(np.mean(output_speech[out_frames] == source_speech[src_frames]))
+
+
+def f0_shift_fraction(output_mean: float, source_mean: float, target_mean: float,
+                      min_gap: float = _MIN_F0_GAP) -> float | None:
+    """`f0_shift_toward` from the mean log-F0s: (μ_out − μ_src) / (target − μ_src); None under `min_gap`."""
+    gap = float(target_mean) - source_mean
+    if abs(gap) < min_gap:
+        return None
+    return (output_mean - source_mean) / gap
+
+
 def content_distance(a: np.ndarray, b: np.ndarray, sample_rate: int, n_mfcc: int = CONTENT_MFCC) -> float:
     """Mean cosine distance (in [0, 2]) between the frames of two waves along their DTW path: accumulated path
     cost divided by the number of path steps, on `content_features`; 0 for identical waves.
@@ -202,12 +226,10 @@ def voicing_agreement(
     Alignment is the content alignment (`content_distance`'s path), so a tempo change costs little; a
     conversion that turns vowels into noise, or fills pauses with buzz, costs.
     """
-    out_voiced = voiced_speech(output, sample_rate, fmin, fmax, silence_db)
-    src_voiced = voiced_speech(source, sample_rate, fmin, fmax, silence_db)
-    _, path = _content_path(output, source, sample_rate, CONTENT_MFCC)
-    out_frames = np.minimum(path[:, 0], len(out_voiced) - 1)
-    src_frames = np.minimum(path[:, 1], len(src_voiced) - 1)
-    return float(np.mean(out_voiced[out_frames] == src_voiced[src_frames]))
+    return feature_voicing_agreement(
+        content_features(output, sample_rate), content_features(source, sample_rate),
+        voiced_speech(output, sample_rate, fmin, fmax, silence_db), voiced_speech(source, sample_rate, fmin, fmax,
+                                                                                  silence_db))
 
 
 def mcd_dtw(
@@ -286,10 +308,7 @@ def f0_shift_toward(
     output_stats = log_f0_stats(output, sample_rate)
     if source_stats is None or output_stats is None:
         return None
-    gap = float(target_mean) - source_stats[0]
-    if abs(gap) < min_gap:
-        return None
-    return (output_stats[0] - source_stats[0]) / gap
+    return f0_shift_fraction(output_stats[0], source_stats[0], target_mean, min_gap)
 
 
 class SpeakerClassifier:
