@@ -101,6 +101,18 @@ def mel_cepstrum(
     return cepstrum @ freqt_matrix(n_fft // 2 + 1, order, warp).T, energy_db
 
 
+def loud_frames(energy_db: np.ndarray, silence_db: float) -> np.ndarray:
+    """Frames within `silence_db` dB of the loudest and above the power floor. Silent reference frames hold no
+    envelope to match; their cepstra are the floor's and would dominate MCD."""
+    return (energy_db > energy_db.max() - silence_db) & (energy_db > 10.0 * np.log10(_POWER_FLOOR) + 1.0)
+
+
+def frame_mcd(reference_mc: np.ndarray, estimate_mc: np.ndarray) -> np.ndarray:
+    """Per paired frame, MCD in dB of mel-cepstra [N, order + 1]; c(0) (frame energy) is excluded, as usual."""
+    diff = reference_mc[:, 1:] - estimate_mc[:, 1:]
+    return _MCD_SCALE * np.sqrt(np.sum(diff**2, axis=-1))
+
+
 def mcd_scored(
     reference: np.ndarray,
     estimate: np.ndarray,
@@ -115,12 +127,10 @@ def mcd_scored(
     ref, est = align_pair(reference, estimate)
     ref_mc, ref_energy = mel_cepstrum(ref, sample_rate, order, alpha)
     est_mc, _ = mel_cepstrum(est, sample_rate, order, alpha)
-    # Silent reference frames hold no envelope to match; their cepstra are the floor's and would dominate.
-    loud = (ref_energy > ref_energy.max() - silence_db) & (ref_energy > 10.0 * np.log10(_POWER_FLOOR) + 1.0)
+    loud = loud_frames(ref_energy, silence_db)
     if not loud.any():
         return Scored(None, "the reference has no non-silent frame; MCD has nothing to compare")
-    diff = ref_mc[loud, 1:] - est_mc[loud, 1:]  # c(0) (frame energy) is excluded, as usual for MCD
-    return Scored(float(np.mean(_MCD_SCALE * np.sqrt(np.sum(diff**2, axis=-1)))))
+    return Scored(float(np.mean(frame_mcd(ref_mc[loud], est_mc[loud]))))
 
 
 def mcd(

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from gankit.metrics.cepstral import _MCD_SCALE, _POWER_FLOOR, mel_cepstrum
+from gankit.metrics.cepstral import frame_mcd, loud_frames, mel_cepstrum
 from gankit.metrics.pitch import f0_track
 from gankit.metrics.summary import Summary, summarise
 
@@ -254,12 +254,10 @@ def mcd_dtw(
     ref_mc, ref_energy = mel_cepstrum(_mono(reference, "reference"), sample_rate, order, alpha)
     est_mc, _ = mel_cepstrum(_mono(estimate, "estimate"), sample_rate, order, alpha)
     _, path = _dtw_path(ref_mc[:, 1:], est_mc[:, 1:], "euclidean")
-    loud = (ref_energy > ref_energy.max() - silence_db) & (ref_energy > 10.0 * np.log10(_POWER_FLOOR) + 1.0)
-    scored = path[loud[path[:, 0]]]
+    scored = path[loud_frames(ref_energy, silence_db)[path[:, 0]]]
     if len(scored) == 0:
         return None
-    diff = ref_mc[scored[:, 0], 1:] - est_mc[scored[:, 1], 1:]
-    return float(np.mean(_MCD_SCALE * np.sqrt(np.sum(diff**2, axis=-1))))
+    return float(np.mean(frame_mcd(ref_mc[scored[:, 0]], est_mc[scored[:, 1]])))
 
 
 def _voiced_log_f0(wave: np.ndarray, sample_rate: int, fmin: float, fmax: float) -> np.ndarray:
