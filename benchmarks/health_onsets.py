@@ -3,14 +3,14 @@ failure is named after its onset.
 
 Healthy: `hifigan_tiny` and `melgan_tiny` on festvox-ru (the Debian package's 620 recordings of one Russian speaker,
 prepared at 22.05 kHz), one run per seed, default health settings: every warning- or error-level event is a false
-alarm. Induced (hifigan_tiny, one seed): each failure switched on at `--onset` (after every check's grace period) by
-the test suite's fault wrappers (tests/support/faulty_tasks.py) and judged by the step at which its kind is first
-named, and by any warning raised before the onset:
+alarm. Induced (`--induced-config`, hifigan_tiny or melgan_tiny, one seed): each failure switched on at `--onset`
+(after every check's grace period) by the test suite's fault wrappers (tests/support/faulty_tasks.py) and judged
+by the step at which its kind is first named, and by any warning raised before the onset:
 
     dc_cheat                 an output bias growing from 0 to 0.05 (≈ 0.5× the real std) over 300 steps
     frozen_discriminator     the discriminators' learning rate set to 0
     overpowering             the discriminators' learning rate × 100
-    dead_layer               the generator's first upsampling layer's output multiplied by 0
+    dead_layer               the generator's first upsampling layer's output multiplied by 0 (ups.0 / model.3)
     unused_parameter         a generator module that is never called (named before training: onset 0)
     loss_spike               the generator's loss × 100 for one step
     nonfinite                the generator's loss NaN for one step
@@ -18,6 +18,7 @@ named, and by any warning raised before the onset:
     python benchmarks/health_onsets.py                          # everything: hours on a 2-core CPU
     python benchmarks/health_onsets.py --only induced --onset 1500
     python benchmarks/health_onsets.py --only healthy --seeds 1 --steps 3000 --configs hifigan_tiny
+    python benchmarks/health_onsets.py --only healthy --seeds 2 --first-seed 2 --configs melgan_tiny
 
 Not a test: it takes long on CPU; the README shows its table with the machine it came from.
 """
@@ -41,11 +42,14 @@ INDUCED: dict[str, tuple[str, dict[str, Any]]] = {
     "dc_cheat": ("dc_offset", {"g_offset": 0.05, "g_offset_ramp": 300}),
     "frozen_discriminator": ("discriminator_collapse", {"d_lr_factor": 0.0}),
     "overpowering": ("discriminator_overpowering", {"d_lr_factor": 100.0}),
-    "dead_layer": ("dead_layers", {"zero_output_of": "ups.0"}),
+    "dead_layer": ("dead_layers", {"zero_output_of": "first upsampling"}),
     "unused_parameter": ("unused_parameters", {"unused_module": "never_called"}),
     "loss_spike": ("loss_spike", {"loss_scale_at": "onset:100"}),
     "nonfinite": ("nonfinite", {"nan_loss_at": "onset"}),
 }
+
+# The generator's first upsampling layer, per task (HiFi-GAN's `ups.0`; MelGAN's flat Sequential: pad, conv, ReLU, up).
+FIRST_UPSAMPLING = {"hifigan": "ups.0", "melgan": "model.3"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,10 +61,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", choices=("healthy", "induced"), default=None)
     p.add_argument("--configs", default="hifigan_tiny,melgan_tiny", help="healthy runs' configs (comma-separated)")
     p.add_argument("--seeds", type=int, default=3, help="healthy runs per config (default 3)")
+    p.add_argument("--first-seed", type=int, default=1, help="seed of the first healthy run (default 1)")
     p.add_argument("--steps", type=int, default=3000, help="steps per healthy run (default 3000)")
     p.add_argument("--onset", type=int, default=1500, help="step at which induced failures start (default 1500)")
     p.add_argument("--after", type=int, default=300, help="steps an induced run goes on after its onset")
     p.add_argument("--scenarios", default=",".join(INDUCED), help="induced scenarios (comma-separated)")
+    p.add_argument("--induced-config", default="hifigan_tiny", choices=("hifigan_tiny", "melgan_tiny"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     return p.parse_args(argv)
@@ -78,12 +84,14 @@ def festvox_corpus(out: Path) -> Path:
     return folder
 
 
-def faults_for(kwargs: dict[str, Any], onset: int) -> Any:
+def faults_for(kwargs: dict[str, Any], onset: int, task: str) -> Any:
     from tests.support.faulty_tasks import Faults
 
     resolved: dict[str, Any] = {}
     for key, value in kwargs.items():
-        if value == "onset":
+        if value == "first upsampling":
+            value = FIRST_UPSAMPLING[task]
+        elif value == "onset":
             value = {onset}
         elif isinstance(value, str) and value.startswith("onset:"):
             value = {onset: float(value.split(":", 1)[1])}
@@ -103,16 +111,17 @@ def train_once(config_name: str, corpus: Path, run: Path, steps: int, seed: int,
     overrides = [f"data.dir={corpus}", f"train.max_steps={steps}", f"seed={seed}", f"train.num_threads={threads}",
                  f"train.ckpt_every={steps}", "train.val_every=1000", "validation.best_measures=[]", "device=cpu"]
     _, config = load_config(config_name, overrides)
-    saved = tasks.TASKS.get("hifigan")
+    task = str(config["task"])
+    saved = tasks.TASKS.get(task)
     if faults is not None:
         faulty_tasks.FAULTS = faults
-        tasks.TASKS["hifigan"] = faulty_tasks.TASK_ENTRY
+        tasks.TASKS[task] = faulty_tasks.TASK_ENTRIES[task]
     started = time.monotonic()
     try:
         code = train(config, run, progress=False)
     finally:
         if saved is not None:
-            tasks.TASKS["hifigan"] = saved
+            tasks.TASKS[task] = saved
         faulty_tasks.remove_hooks()
     events = list(read_jsonl(run / "events.jsonl"))
     return {"code": code, "seconds": time.monotonic() - started, "events": events}
@@ -134,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.only in (None, "healthy"):
         for name in args.configs.split(","):
-            for seed in range(1, args.seeds + 1):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 run = out / f"healthy_{name}_seed{seed}"
                 r = train_once(name, corpus, run, args.steps, seed, args.threads)
                 alarms = [(e["step"], e["kind"]) for e in serious(r["events"])]
@@ -147,12 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in args.scenarios.split(","):
             kind, kwargs = INDUCED[scenario]
             onset = 0 if scenario == "unused_parameter" else args.onset
-            run = out / f"induced_{scenario}"
-            r = train_once("hifigan_tiny", corpus, run, onset + args.after if onset else args.after, 1,
-                           args.threads, faults_for(kwargs, onset))
+            run = out / f"induced_{args.induced_config}_{scenario}"
+            task = args.induced_config.removesuffix("_tiny")
+            r = train_once(args.induced_config, corpus, run, onset + args.after if onset else args.after, 1,
+                           args.threads, faults_for(kwargs, onset, task))
             named = [e["step"] for e in r["events"] if e["kind"] == kind]
             before = [(e["step"], e["kind"]) for e in serious(r["events"]) if e["step"] < onset]
-            row = {"scenario": scenario, "kind": kind, "onset": onset, "named_at": named[0] if named else None,
+            row = {"config": args.induced_config, "scenario": scenario, "kind": kind, "onset": onset,
+                   "named_at": named[0] if named else None,
                    "false_alarms_before_onset": before, "seconds": round(r["seconds"])}
             results["induced"].append(row)
             print(f"induced {scenario}: {kind} named at {row['named_at']} (onset {onset}); "
@@ -165,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{h['alarms'] or ''} |")
     for i in results["induced"]:
         delay = i["named_at"] - i["onset"] if i["named_at"] is not None else "not named"
-        print(f"| {i['scenario']} | {i['kind']} | {i['onset']} | {i['named_at']} | {delay} | "
+        print(f"| {i['scenario']} ({i['config']}) | {i['kind']} | {i['onset']} | {i['named_at']} | {delay} | "
               f"{len(i['false_alarms_before_onset'])} |")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

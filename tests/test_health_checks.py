@@ -465,6 +465,38 @@ def test_critic_losses_are_left_to_the_adversarial_checks_unless_asked_for() -> 
     assert [f.kind for _, f in found] == ["loss_spike"]
 
 
+MELGAN_G_ADV = Path(__file__).parent / "fixtures" / "melgan_tiny_g_adv.json"
+
+
+def measured_hinge_stream() -> list[StepRecord]:
+    """g/adv of a default `melgan_tiny` run on festvox-ru (hinge, 3 sub-discriminators), steps 1–800, as measured
+    by benchmarks/health_onsets.py: ≈ 0.02 while D learns, then the balance swings it between ≈ −0.9 and 1.4."""
+    values = json.loads(MELGAN_G_ADV.read_text(encoding="utf-8"))["g/adv"]
+    return [StepRecord(step=i, losses={"g/adv": v}, trained=frozenset({"g", "d"}), stepped=frozenset({"g", "d"}),
+                       grad_norms={}) for i, v in enumerate(values, start=1)]
+
+
+def test_a_hinge_generator_loss_following_the_balance_is_no_divergence_but_a_blow_up_still_is() -> None:
+    """Measured false alarm: the |median| rule called melgan_tiny's g/adv leaving ≈ 0.02 a divergence (step 140).
+    With the critic's scale as its floor (hinge: 2 per sub-discriminator × 3) the same stream is quiet."""
+    s = HealthSettings()
+    records = measured_hinge_stream()
+    without = run([LossSpikeCheck(s.loss_spike, s.divergence)], iter(records))
+    assert "divergence" in kinds(without)  # the alarm the measured run raised
+    floors = {"g/adv": s.loss_spike.adversarial_margin * 2.0 * 3}
+    assert run([LossSpikeCheck(s.loss_spike, s.divergence, floors=floors)], iter(records)) == []
+    records[700] = replace(records[700], losses={"g/adv": 100.0 * abs(records[700].losses["g/adv"]) + 50.0})
+    found = run([LossSpikeCheck(s.loss_spike, s.divergence, floors=floors)], iter(records))
+    assert [(step, f.kind) for step, f in found] == [(701, "loss_spike")]
+
+
+def test_the_session_takes_a_generator_losss_floor_from_its_critics_first_readout(tmp_path: Path) -> None:
+    s, _, _ = session(tmp_path)
+    assert s.loss_floors == {}
+    feed(s, healthy_stream(10, warmup=0))
+    assert s.loss_floors == {"g/adv": pytest.approx(1.0 * N_SUB)}  # LSGAN: score scale sqrt(2 · 0.5) = 1
+
+
 # --- nonfinite -----------------------------------------------------------------------------------
 def gate(precision: str = "fp32", others: int = 0, **cfg: Any) -> NonfiniteGate:
     s = HealthSettings.from_dict({"nonfinite": cfg}).nonfinite

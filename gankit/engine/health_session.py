@@ -98,6 +98,7 @@ class HealthSession:
         self.groups: dict[str, tuple[str, ...]] = {g.name: tuple(g.networks) for g in task.optimizer_groups()}
         s = self.settings
         self.critic_prefixes: set[str] = set()  # "d/": the critics' own losses, which loss_spike leaves alone
+        self.loss_floors: dict[str, float] = {}  # "g/adv" → the rise loss_spike ignores (the critic's scale)
         self.checks: list[Check] = self._build_checks() if s.enabled else []
         self.critic_checks: dict[str, list[Check]] = {}
         self._saved_critic_states: dict[str, Any] = {}  # states of critics not seen yet since a resume
@@ -127,7 +128,8 @@ class HealthSession:
         if s.confusion_classifier_wins.enabled or s.auxiliary_classifier_at_chance.enabled:
             checks.append(ClassifierCheck(s.confusion_classifier_wins, s.auxiliary_classifier_at_chance))
         if s.loss_spike.enabled or s.divergence.enabled:
-            checks.append(LossSpikeCheck(s.loss_spike, s.divergence, critic_prefixes=self.critic_prefixes))
+            checks.append(LossSpikeCheck(s.loss_spike, s.divergence, critic_prefixes=self.critic_prefixes,
+                                         floors=self.loss_floors))
         return checks
 
     def _critic(self, group: str, readout: CriticReadout) -> list[Check]:
@@ -142,6 +144,9 @@ class HealthSession:
         # L0 (WGAN) the task states the scale; 1 otherwise.
         scale = readout.score_scale or (math.sqrt(2.0 * l0) if l0 is not None else 1.0)
         names = readout.sub_names or _discriminator_names(self.groups.get(group, ()), self.nets)
+        floor = s.loss_spike.adversarial_margin * scale * max(1, len(readout.losses))
+        for loss in readout.generator_losses:
+            self.loss_floors[loss] = max(self.loss_floors.get(loss, 0.0), floor)
         checks: list[Check] = []
         if s.discriminator_collapse.enabled:
             checks.append(DiscriminatorCollapseCheck(s.discriminator_collapse, l0, scale, names, readout.objective,

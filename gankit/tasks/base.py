@@ -53,7 +53,9 @@ class CriticReadout:
     hinge 2.0, BCE 2·ln 2); None where the objective has none (WGAN), and then collapse is judged by the score
     gap and the gradients alone. `score_scale` is the real−fake separation the objective aims for (None:
     sqrt(2·no_information_loss), right for LSGAN and hinge). `sub_names` label the entries ("mpd.0"); None:
-    the engine derives them from the group's networks where each lists its `discriminators`."""
+    the engine derives them from the group's networks where each lists its `discriminators`.
+    `generator_losses` names the logged generator losses this critic's scores make (they move with the
+    adversarial balance, within about `score_scale` per sub-discriminator, and `loss_spike` judges them so)."""
 
     real_scores: list[float]
     fake_scores: list[float]
@@ -62,6 +64,7 @@ class CriticReadout:
     score_scale: float | None = None
     objective: str = "adversarial"
     sub_names: list[str] | None = None
+    generator_losses: tuple[str, ...] = ("g/adv",)
 
 
 @dataclass

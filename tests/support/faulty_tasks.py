@@ -1,4 +1,4 @@
-"""Test-only wrappers around the HiFi-GAN task that induce training failures inside the real engine.
+"""Test-only wrappers around the HiFi-GAN (or MelGAN) task that induce training failures inside the real engine.
 
 A test sets the faults and swaps the task in for "hifigan" (the config stays the default tiny one):
 
@@ -24,8 +24,10 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from gankit.tasks.base import LossTerms, StepContext
 from gankit.tasks.hifigan import build_hifigan_task
+from gankit.tasks.melgan import build_melgan_task
 
 TASK_ENTRY = ("tests.support.faulty_tasks", "build_faulty_hifigan")
+TASK_ENTRIES = {"hifigan": TASK_ENTRY, "melgan": ("tests.support.faulty_tasks", "build_faulty_melgan")}
 
 
 @dataclass
@@ -62,6 +64,10 @@ def remove_hooks() -> None:
 
 def build_faulty_hifigan(config: Mapping[str, Any]) -> FaultyTask:
     return FaultyTask(build_hifigan_task(config), FAULTS)
+
+
+def build_faulty_melgan(config: Mapping[str, Any]) -> FaultyTask:
+    return FaultyTask(build_melgan_task(config), FAULTS)
 
 
 def _add(task: FaultyTask, offset: float) -> Any:

@@ -23,18 +23,26 @@ class LossSpikeCheck(Check):
     tiny-MAD stretches from turning ordinary noise into alarms. Only upward moves count: a sudden fall
     is either good news or the discriminators' balance, which the adversarial checks watch. When the
     set of logged losses changes (warm-up → adversarial) the windows restart: g/total changes meaning.
+    A loss listed in `floors` (a generator's adversarial loss, whose natural scale its critic states) may also
+    rise that far above the median: it has no natural zero, so its |median| says nothing of its range.
     """
 
     kinds = ("loss_spike", "divergence")
 
     def __init__(
-        self, spike: LossSpikeSettings, divergence: DivergenceSettings, critic_prefixes: Collection[str] = ()
+        self,
+        spike: LossSpikeSettings,
+        divergence: DivergenceSettings,
+        critic_prefixes: Collection[str] = (),
+        floors: Mapping[str, float] | None = None,
     ) -> None:
         """`critic_prefixes`: the critics' loss names start with one of them ("d/"), left out unless
-        `critic_losses`; the session adds a critic's prefix when its first readout arrives."""
+        `critic_losses`; `floors`: loss name → the least rise that counts. The session fills both when a
+        critic's first readout arrives."""
         self.s = spike
         self.d = divergence
         self.critic_prefixes = critic_prefixes
+        self.floors: Mapping[str, float] = floors if floors is not None else {}
         self.phase: list[str] = []
         self._w: dict[str, Window] = {}
         self._out: dict[str, deque[bool]] = {}
@@ -69,7 +77,8 @@ class LossSpikeCheck(Check):
                 flags.append(False)
                 continue
             median, mad = window.median(), window.mad()
-            limit = median + max(self.s.threshold * MAD_TO_STD * mad, self.s.min_ratio * abs(median), self.s.abs_margin)
+            limit = median + max(self.s.threshold * MAD_TO_STD * mad, self.s.min_ratio * abs(median), self.s.abs_margin,
+                                 self.floors.get(name, 0.0))
             out = value > limit
             flags.append(out)
             if not out:

@@ -131,6 +131,11 @@ class LossSpikeSettings(CheckSettings):
     # discriminator climbing back from a win is no spike; measured on healthy festvox-ru training), and that
     # balance is what the collapse/overpowering checks judge. True watches them too.
     critic_losses: bool = False
+    # A generator's adversarial loss (a critic's `generator_losses`) follows the balance: a hinge or WGAN g/adv
+    # starts near 0 and settles near 1 per sub-discriminator as D learns (melgan_tiny: 0.02 → 0.76 over 450 steps,
+    # which the |median| rule called divergence). A move smaller than this × the critic's score scale × its
+    # sub-discriminators is no spike; a real blow-up (×100) is far past it.
+    adversarial_margin: float = 1.0
 
 
 @dataclass
