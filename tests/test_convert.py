@@ -251,3 +251,18 @@ def test_long_input_in_chunks_stays_near_the_whole_conversion(vc_file: Path) -> 
     # A batch of targets converts each item as it converts alone.
     batch = converter.convert_mel(norm[None, :, :300].expand(2, -1, -1), ["a_high", "a_low"])
     torch.testing.assert_close(batch[1], converter.convert_mel(norm[:, :300], "a_low"), atol=1e-5, rtol=1e-5)
+
+
+def test_a_file_from_before_the_scaling_entry_still_loads(vc_file: Path, tmp_path: Path) -> None:
+    """Generator files written before `architecture` and `scaling` existed carry band_mean/band_scale only."""
+    payload = torch.load(vc_file, weights_only=True)
+    old = {k: v for k, v in payload.items() if k not in ("architecture", "scaling")}
+    torch.save(old, tmp_path / "old.pt")
+    new, legacy = load_converter(vc_file), load_converter(tmp_path / "old.pt")
+    assert legacy.scaling == new.scaling and legacy.architecture.name == "stargan_vc"
+    torch.save({**old, "band_scale": [0.0] * 80}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="band_scale"):
+        load_converter(tmp_path / "bad.pt")
+    torch.save({**payload, "scaling": {"kind": "min_max", "low": 1.0, "high": 0.0}}, tmp_path / "bad_range.pt")
+    with pytest.raises(CheckpointError, match="scaling"):
+        load_converter(tmp_path / "bad_range.pt")

@@ -187,3 +187,73 @@ def test_training_resumes_bit_identically(corpus: Path, tmp_path: Path) -> None:
     for net in a:
         for key, value in a[net].items():
             assert torch.equal(value, b[net][key]), (net, key)
+
+
+# --- spec256: the 1,479-label attempt's network on the same task ----------------------------------------------------
+SPEC256_SMALL = ("model.n_res_blocks=1", "model.d_channels=8", "data.groups=null", "validation.pairs_per_group=1",
+                 "validation.griffin_lim_iters=2", "validation.classifier_files=4", "train.log_every=1",
+                 "train.num_threads=2")
+
+
+def spec256_config(data: Path, *overrides: str) -> dict[str, Any]:
+    _, c = load_config("stargan_vc_spec256", [f"data.dir={data}", "device=cpu", *SPEC256_SMALL, *overrides])
+    return c
+
+
+def test_spec256_reads_256_band_crops_scaled_onto_0_1_with_a_range_from_the_training_files(corpus: Path) -> None:
+    from gankit.audio.mel_scaling import MinMaxScaling
+    from gankit.data.filelist import read_filelist
+    from gankit.data.speaker_mels import utterance_mel
+
+    task = build_task(spec256_config(corpus))
+    assert task.architecture.name == "spec256" and task.model.n_labels == 4 and task.frontend.n_mels == 256
+    assert isinstance(task.scaling, MinMaxScaling)
+    # The range is the extremes of the training files' log-mels: every training mel scales into [0, 1] and
+    # touches both ends; a held-out one may fall outside and is clipped.
+    ends = []
+    for entry in read_filelist(corpus / "train.txt"):
+        mel, _ = utterance_mel(corpus / "wavs" / f"{entry.id}.wav", task.frontend, task.scaling)
+        assert 0.0 <= float(mel.min()) and float(mel.max()) <= 1.0
+        ends += [float(mel.min()), float(mel.max())]
+    assert min(ends) == 0.0 and max(ends) == pytest.approx(1.0)
+    dataset, val = task.build_datasets(seed=1, log=lambda _: None)
+    item = dataset[SampleKey(0, 0, 0)]
+    assert item["mel"].shape == (256, 256) and dataset.item_domains is None  # batch 2 < 4 speakers: not balanced
+    assert all(b["mel"].shape == (1, 256, 256) for b in val)  # short utterances padded to the crop
+    with pytest.raises(ConfigError, match=r"must be 256 for model\.type spec256"):
+        build_task(spec256_config(corpus, "data.segment_frames=128"))
+    with pytest.raises(ConfigError, match=r"needs data\.scaling=min_max"):
+        build_task(spec256_config(corpus, "data.scaling=band_standardisation"))
+    with pytest.raises(ConfigError, match="takes 256 mel bands"):
+        build_task(spec256_config(corpus, "frontend.n_mels=80", "frontend.n_fft=1024"))
+
+
+@pytest.mark.slow  # ~30 s on 2 quiet cores: full-width 256×256 convolutions
+def test_spec256_trains_validates_exports_and_converts(corpus: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from gankit.infer.conversion import load_converter
+    from tests.support.speakers import SPEAKERS, utterance
+
+    run = tmp_path / "run"
+    assert train(spec256_config(corpus, "train.max_steps=2", "train.val_every=2", "train.ckpt_every=2"), run,
+                 progress=False) == 0
+    rows = list(read_jsonl(run / "validation.jsonl"))
+    assert [r["step"] for r in rows] == [2] and {"val/target_share", "val/content_margin"} <= set(rows[0])
+    metrics = list(read_jsonl(run / "metrics.jsonl"))
+    assert {"loss/d/adv", "loss/d/gp", "loss/g/cycle", "lr/g"} <= set(metrics[-1]) and metrics[-1]["lr/g"] == 1e-5
+    state = torch.load(run / "checkpoints" / "state_00000002.pt", weights_only=True)
+    assert "square_avg" in next(iter(state["optimizers"]["g"]["state"].values()))  # RMSprop's, not Adam's
+    generator = run / "checkpoints" / "generator_00000002.pt"
+    payload = torch.load(generator, weights_only=True)
+    assert payload["architecture"] == "spec256" and payload["scaling"]["kind"] == "min_max"
+    assert "band_mean" not in payload and payload["frontend"]["n_mels"] == 256
+    converter = load_converter(generator)
+    name, _, f0, tilt = SPEAKERS[0]
+    wave = utterance(f0, tilt, sentence=0, seconds=7.0)  # 602 frames: three overlapping 256-frame crops
+    log_mel = converter.convert(wave, 22050, target="a_low", source=name)
+    assert log_mel.shape == (256, 602) and torch.isfinite(log_mel).all()
+    low, high = converter.scaling.low, converter.scaling.high  # type: ignore[attr-defined]
+    assert low <= float(log_mel.min()) and float(log_mel.max()) <= high  # the sigmoid's range, mapped back
+    audio = converter.voice(log_mel, griffin_lim_iters=2)
+    assert audio.shape == (602 * 256,) and np.isfinite(audio).all()

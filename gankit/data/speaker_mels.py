@@ -1,5 +1,5 @@
 """Speaker corpora for voice conversion (`gankit/data/speakers.py` writes and reads their table): the speakers a
-run converts among, and the training dataset of normalised log-mel segments with each item's speaker, conversion
+run converts among, and the training dataset of scaled log-mel segments with each item's speaker, conversion
 target and gradient-penalty mix drawn from its place in the epoch (so accumulation, any rank layout and a resume draw
 the same numbers). Ids are `<speaker>/<utterance>`. A conversion target is always another speaker of the source's
 group (a parallel corpus per language converts and is scored within its language)."""
@@ -17,6 +17,7 @@ import torch
 
 from gankit.audio.io import AudioReadError, read_audio
 from gankit.audio.mel import MelFrontend
+from gankit.audio.mel_scaling import MelScaling, log_mel_range
 from gankit.data.filelist import FileListEntry
 from gankit.data.sampler import REPLACED_KEY, SampleKey, rng_for
 from gankit.data.speakers import Speaker, speaker_of
@@ -69,17 +70,8 @@ class SpeakerSet:
         return [i for i, g in enumerate(self.groups) if g == self.groups[label] and i != label]
 
 
-def normalise_bands(mel: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """(log-mel − mean) / scale per band; mel [..., n_mels, T], mean/scale [n_mels]."""
-    return (mel - mean[:, None].to(mel)) / scale[:, None].to(mel)
-
-
-def denormalise_bands(mel: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return mel * scale[:, None].to(mel) + mean[:, None].to(mel)
-
-
 class SpeakerMelDataset(torch.utils.data.Dataset):
-    """Items `{"mel": [n_mels, frames] normalised, "speaker": label, "target": label, "gp_mix": α, "id"}` (labels
+    """Items `{"mel": [n_mels, frames] scaled, "speaker": label, "target": label, "gp_mix": α, "id"}` (labels
     and α as 0-d tensors, so batches stack them).
 
     Indexed by `SampleKey`. `item_domains` (each item's speaker) makes the engine's sampler put every speaker in
@@ -87,8 +79,7 @@ class SpeakerMelDataset(torch.utils.data.Dataset):
     (many speakers, small batches). A short file is padded with the front-end's silence."""
 
     def __init__(self, entries: Sequence[FileListEntry], wav_dir: str | os.PathLike[str], frontend: MelFrontend,
-                 speakers: SpeakerSet, band_mean: Sequence[float], band_scale: Sequence[float], frames: int,
-                 seed: int, balanced: bool = True) -> None:
+                 speakers: SpeakerSet, scaling: MelScaling, frames: int, seed: int, balanced: bool = True) -> None:
         if not entries:
             raise DataError("no training files are left to train on; see the report above")
         self.entries = list(entries)
@@ -96,8 +87,7 @@ class SpeakerMelDataset(torch.utils.data.Dataset):
         self.frontend = frontend
         self.speakers = speakers
         self.labels = [speakers.label(speaker_of(e.id)) for e in self.entries]
-        self.mean = torch.tensor(band_mean, dtype=torch.float32)
-        self.scale = torch.tensor(band_scale, dtype=torch.float32)
+        self.scaling = scaling
         self.frames = frames
         self.segment_samples = frontend.output_length(frames)
         self.seed = seed
@@ -152,16 +142,33 @@ class SpeakerMelDataset(torch.utils.data.Dataset):
             audio = np.pad(audio, (0, self.segment_samples - len(audio)))
         with torch.no_grad():
             mel = self.frontend(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
-        return normalise_bands(mel[:, : self.frames], self.mean, self.scale).contiguous()
+        return self.scaling.normalise(mel[:, : self.frames]).contiguous()
 
 
-def utterance_mel(path: str | os.PathLike[str], frontend: MelFrontend, band_mean: torch.Tensor,
-                  band_scale: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
-    """(normalised log-mel [n_mels, frames] of a whole file, its peak-normalised audio) at the front-end's rate."""
+def _log_mel(path: str | os.PathLike[str], frontend: MelFrontend) -> tuple[torch.Tensor, np.ndarray]:
     audio, rate = read_audio(path)
     if rate != frontend.sample_rate:
         raise DataError(f"{path}: {rate} Hz, the front-end expects {frontend.sample_rate} Hz")
     audio = peak_normalise(audio)
     with torch.no_grad():
         mel = frontend(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
-    return normalise_bands(mel, band_mean, band_scale), audio
+    return mel, audio
+
+
+def utterance_mel(path: str | os.PathLike[str], frontend: MelFrontend,
+                  scaling: MelScaling) -> tuple[torch.Tensor, np.ndarray]:
+    """(scaled log-mel [n_mels, frames] of a whole file, its peak-normalised audio) at the front-end's rate."""
+    mel, audio = _log_mel(path, frontend)
+    return scaling.normalise(mel), audio
+
+
+def corpus_log_mel_range(entries: Sequence[FileListEntry], wav_dir: str | os.PathLike[str], frontend: MelFrontend,
+                         max_files: int) -> tuple[float, float]:
+    """(lowest, highest) log-mel value over up to `max_files` of `entries`, evenly spaced in id order (the same files
+    whenever the list is the same): a min–max scaling's range, taken from training files only."""
+    ordered = sorted(entries, key=lambda e: e.id)
+    if not ordered:
+        raise DataError("no training files to take the log-mel range from")
+    step = max(1, len(ordered) / max_files)
+    chosen = [ordered[int(i * step)] for i in range(min(max_files, len(ordered)))]
+    return log_mel_range([_log_mel(Path(wav_dir) / f"{e.id}.wav", frontend)[0] for e in chosen])

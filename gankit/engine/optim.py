@@ -185,7 +185,9 @@ def parse_groups(section: Mapping[str, Any] | None, groups: Sequence[OptimizerGr
             raise ConfigError(f"{where}: missing; give at least {{type: Adam, lr: 1.0e-4}} (any torch.optim class "
                               "and its arguments).")
         cls = _class_from(torch.optim, raw["type"], torch.optim.Optimizer, f"{where}.type")
-        kwargs = {k: _plain(v) for k, v in raw.items() if k not in _RESERVED}
+        # An argument set to null takes the class's default, so a config can drop one its base gives (betas when a
+        # config based on an Adam one switches to RMSprop).
+        kwargs = {k: _plain(v) for k, v in raw.items() if k not in _RESERVED and v is not None}
         _check_arguments(cls, kwargs, "params", where, _OPTIMIZER_VALUES)
         settings = GroupSettings(name, cls, kwargs, _clip(raw.get("clip"), f"{where}.clip"),
                                  _scheduler(raw.get("scheduler"), f"{where}.scheduler"))

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from gankit.audio.io import resample
 from gankit.audio.mel import StftMelFrontend, build_frontend
+from gankit.audio.mel_scaling import BandStandardisation, MelScaling, scaling_from_dict
 from gankit.checkpoint_io import (
     GANKIT_GENERATOR,
     GANKIT_STATE,
@@ -23,13 +24,12 @@ from gankit.checkpoint_io import (
     load_state_strict,
     safe_load,
 )
-from gankit.data.speaker_mels import denormalise_bands, normalise_bands
 from gankit.data.vocoder_data import peak_normalise
 from gankit.errors import CheckpointError, ConfigError, MelInputError
 from gankit.infer.loading import resolve_checkpoint, resolve_device
 from gankit.infer.registry import require_kind, task_of
 from gankit.infer.vocoder import Vocoder, load_vocoder, prepare_for_inference
-from gankit.models.stargan_vc import DOWNSAMPLING, MIN_FRAMES, StarGanVcConfig, StarGanVcGenerator
+from gankit.models.stargan_vc import ARCHITECTURES, DOWNSAMPLING, MIN_FRAMES, VcArchitecture, vc_architecture
 
 GRIFFIN_LIM = "griffin-lim"
 CHUNK_FRAMES = 512  # longer inputs are converted in chunks of this many frames (5.9 s at hop 256) …
@@ -43,16 +43,6 @@ SpeakerRef = str | int
 
 def _stderr_warning(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def pad_to_model(mel: Tensor) -> Tensor:
-    """Repeat the last frame up to a multiple of 4 frames and at least 8 (the generator's two stride-2 layers),
-    the padding training's validation uses."""
-    frames = mel.shape[-1]
-    wanted = max(MIN_FRAMES, frames + (-frames) % DOWNSAMPLING)
-    if wanted == frames:
-        return mel
-    return torch.cat([mel, mel[..., -1:].expand(*mel.shape[:-1], wanted - frames)], dim=-1)
 
 
 def chunk_starts(frames: int, chunk: int, overlap: int) -> list[int]:
@@ -83,17 +73,18 @@ def frontend_differences(a: StftMelFrontend, b: StftMelFrontend) -> list[str]:
 
 @dataclass(repr=False)
 class VoiceConverter:
-    """A StarGAN-VC generator ready for inference, with the mel front-end, per-band statistics and speakers it was
-    trained with. The generator reads and writes per-band normalised log-mels; `convert` goes from audio to the
-    target's log-mel on the front-end's own scale, which `voice` turns into audio."""
+    """A StarGAN-VC generator ready for inference, with the mel front-end, feature scaling and speakers it was
+    trained with. The generator reads and writes scaled log-mels (per-band standardised, or min–max for spec256);
+    `convert` goes from audio to the target's log-mel on the front-end's own scale, which `voice` turns into
+    audio."""
 
-    generator: StarGanVcGenerator
-    model: StarGanVcConfig
+    generator: torch.nn.Module
+    model: Any  # the architecture's config (StarGanVcConfig or StarGanVcSpec256Config)
     frontend: StftMelFrontend
-    band_mean: Tensor  # [n_mels]
-    band_scale: Tensor  # [n_mels]
+    scaling: MelScaling
     speakers: tuple[str, ...]  # label order
     groups: tuple[str, ...]  # each speaker's group ("" where the corpus has none)
+    architecture: VcArchitecture = ARCHITECTURES["stargan_vc"]
     source: str = "(in memory)"  # where it was loaded from
     step: int | None = None
     warn: Callable[[str], None] = _stderr_warning  # how a warning reaches the user (the CLI prints it)
@@ -114,7 +105,7 @@ class VoiceConverter:
 
     @property
     def source_conditioning(self) -> bool:
-        return self.model.source_conditioning
+        return self.architecture.source_conditioning(self.model)
 
     def group_of(self, speaker: str) -> str:
         return self.groups[self.label(speaker, "speaker")]
@@ -129,7 +120,7 @@ class VoiceConverter:
         was): the no-training reference of `gankit evaluate --compare-untrained`."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            generator = StarGanVcGenerator(self.model)
+            generator = self.architecture.generator_class(self.model)
         generator = prepare_for_inference(generator.to(self.device))
         return replace(self, generator=generator, source=f"untrained (seed {seed})", step=0, _warned=set())
 
@@ -181,13 +172,17 @@ class VoiceConverter:
 
     # --- mels -------------------------------------------------------------------------------------------
     def normalise(self, log_mel: Tensor) -> Tensor:
-        return normalise_bands(log_mel, self.band_mean, self.band_scale)
+        return self.scaling.normalise(log_mel)
 
     def denormalise(self, norm_mel: Tensor) -> Tensor:
-        return denormalise_bands(norm_mel, self.band_mean, self.band_scale)
+        return self.scaling.denormalise(norm_mel)
+
+    @property
+    def n_mels(self) -> int:
+        return self.architecture.n_mels(self.model)
 
     def analyse(self, wave: np.ndarray, sample_rate: int) -> tuple[Tensor, np.ndarray]:
-        """(normalised log-mel [n_mels, frames], the audio it came from: at the model's rate, peak-normalised to
+        """(scaled log-mel [n_mels, frames], the audio it came from: at the model's rate, peak-normalised to
         0.95 as in training). MelInputError for audio too short for the front-end."""
         audio = np.asarray(wave, dtype=np.float32)
         if audio.ndim != 1:
@@ -207,22 +202,23 @@ class VoiceConverter:
     def convert_mel(self, norm_mel: Tensor, target: SpeakerRef | Sequence[SpeakerRef] | Tensor,
                     source: SpeakerRef | Sequence[SpeakerRef] | Tensor | None = None, *,
                     chunk_frames: int = CHUNK_FRAMES, overlap_frames: int = OVERLAP_FRAMES) -> Tensor:
-        """Normalised log-mel [n_mels, T] (or [B, n_mels, T]) → the same shape converted to `target` (a name or
-        label, or one per batch item), on the input's device.
+        """Scaled log-mel [n_mels, T] (or [B, n_mels, T]) → the same shape converted to `target` (a name or label, or
+        one per batch item), on the input's device.
 
-        Any T ≥ 1 is taken: the input is padded by repeating its last frame and the output cut back. Inputs longer
-        than `chunk_frames` are converted in evenly spaced chunks overlapping by at least `overlap_frames`; each
-        chunk's weight ramps linearly over `overlap_frames` at its inner edges and overlapping outputs are averaged
-        by those weights (a linear cross-fade). The generator normalises every layer over time (instance norm), so a
-        chunked conversion is not the whole-utterance one. Measured on a seeded untrained model (tests/test_convert.py):
-        six different sentences (1,550 frames, 4 chunks) differ from their whole conversion by 0.12 on average and
-        1.5 at most, in normalised-mel units against an output spread (std) of 0.5; one sentence repeated (steady
-        statistics) by 0.012 on average."""
+        Any T ≥ 1 is taken: the input is padded by repeating its last frame and the output cut back. Inputs longer than
+        `chunk_frames` (a fixed-crop network's crop length, whatever is passed) are converted in evenly spaced chunks
+        overlapping by at least `overlap_frames`; each chunk's weight ramps linearly over `overlap_frames` at its inner
+        edges and overlapping outputs are averaged by those weights (a linear cross-fade). The generator normalises
+        every layer over time (instance norm), so a chunked conversion is not the whole-utterance one. Measured on a
+        seeded untrained model (tests/test_convert.py): six different sentences (1,550 frames, 4 chunks) differ from
+        their whole conversion by 0.12 on average and 1.5 at most, in normalised-mel units against an output spread
+        (std) of 0.5; one sentence repeated (steady statistics) by 0.012 on average."""
         single = norm_mel.dim() == 2
         x = norm_mel[None] if single else norm_mel
-        if x.dim() != 3 or x.shape[1] != self.model.n_mels or x.shape[-1] < 1:
-            raise MelInputError(f"mel of shape {list(norm_mel.shape)}: the converter takes [{self.model.n_mels}, "
-                                f"frames] or [batch, {self.model.n_mels}, frames]")
+        if x.dim() != 3 or x.shape[1] != self.n_mels or x.shape[-1] < 1:
+            raise MelInputError(f"mel of shape {list(norm_mel.shape)}: the converter takes [{self.n_mels}, "
+                                f"frames] or [batch, {self.n_mels}, frames]")
+        chunk_frames = self.architecture.frames or chunk_frames
         if chunk_frames < MIN_FRAMES or chunk_frames % DOWNSAMPLING or not 0 < overlap_frames <= chunk_frames // 2:
             raise ValueError(f"chunk_frames must be a multiple of {DOWNSAMPLING} ≥ {MIN_FRAMES} and overlap_frames in "
                              f"1..chunk_frames/2, got {chunk_frames} and {overlap_frames}")
@@ -237,7 +233,7 @@ class VoiceConverter:
         with torch.inference_mode():
             x = x.to(self.device, torch.float32)
             if x.shape[-1] <= chunk_frames:
-                out = self.generator(pad_to_model(x), t, s)[..., : x.shape[-1]]
+                out = self.generator(self.architecture.pad(x), t, s)[..., : x.shape[-1]]
             else:
                 out = self._chunked(x, t, s, chunk_frames, overlap_frames)
         out = out.to(norm_mel.device)
@@ -310,13 +306,13 @@ def load_voicer(spec: str | Path, converter: VoiceConverter, device: str | torch
     return vocoder
 
 
-def _floats(obj: dict[str, Any], key: str, count: int, path: Path) -> Tensor:
+def _floats(obj: dict[str, Any], key: str, count: int, path: Path) -> tuple[float, ...]:
     value = obj.get(key)
     if not isinstance(value, (list, tuple)) or len(value) != count or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         raise CheckpointError(f"{path}: malformed conversion file ({key!r} must be {count} numbers, one per mel "
                               "band); export it again from its run")
-    return torch.tensor([float(v) for v in value], dtype=torch.float32)
+    return tuple(float(v) for v in value)
 
 
 def _names(obj: dict[str, Any], key: str, count: int, path: Path) -> tuple[str, ...]:
@@ -347,24 +343,42 @@ def load_converter(source: str | Path, device: str | torch.device = "cpu", *, be
         raise CheckpointError(f"{path}: malformed conversion file ('model', 'state_dict' or 'frontend' missing); "
                               "export it again from its run")
     try:
-        model = StarGanVcConfig.from_dict(model_dict)
+        architecture = vc_architecture(str(obj.get("architecture", "stargan_vc")))
+        model = architecture.config_class.from_dict(model_dict)
         frontend = build_frontend(obj["frontend"])
     except ConfigError as exc:
         raise CheckpointError(f"{path}: its config does not build a converter: {exc}") from None
-    if frontend.n_mels != model.n_mels:
-        raise CheckpointError(f"{path}: the model takes {model.n_mels} mels but its front-end makes "
+    n_mels, n_speakers = architecture.n_mels(model), architecture.n_speakers(model)
+    if frontend.n_mels != n_mels:
+        raise CheckpointError(f"{path}: the model takes {n_mels} mels but its front-end makes "
                               f"{frontend.n_mels}; the file is inconsistent")
-    band_mean = _floats(obj, "band_mean", model.n_mels, path)
-    band_scale = _floats(obj, "band_scale", model.n_mels, path)
-    if not bool((band_scale > 0).all()):
-        raise CheckpointError(f"{path}: 'band_scale' holds a value ≤ 0; export it again from its run")
-    speakers = _names(obj, "speakers", model.n_speakers, path)
-    groups = (_names(obj, "speaker_groups", model.n_speakers, path) if "speaker_groups" in obj
-              else ("",) * model.n_speakers)
+    scaling = _scaling(obj, n_mels, path)
+    speakers = _names(obj, "speakers", n_speakers, path)
+    groups = (_names(obj, "speaker_groups", n_speakers, path) if "speaker_groups" in obj
+              else ("",) * n_speakers)
     target = resolve_device(device)
     with torch.device(target):
-        generator = StarGanVcGenerator(model)
+        generator = architecture.generator_class(model)
     load_state_strict(generator, state, "generator", path)
     step = obj.get("step")
-    return VoiceConverter(prepare_for_inference(generator), model, frontend, band_mean, band_scale, speakers, groups,
+    return VoiceConverter(prepare_for_inference(generator), model, frontend, scaling, speakers, groups, architecture,
                           source=str(path), step=step if isinstance(step, int) else None)
+
+
+def _scaling(obj: dict[str, Any], n_mels: int, path: Path) -> MelScaling:
+    """The file's feature scaling: its `scaling` entry, or (files written before it existed) per-band statistics."""
+    if "scaling" in obj:
+        if not isinstance(obj["scaling"], dict):
+            raise CheckpointError(f"{path}: malformed conversion file ('scaling' must be a mapping)")
+        try:
+            scaling = scaling_from_dict(obj["scaling"])
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: malformed conversion file ('scaling': {exc}); export it again") from None
+        if isinstance(scaling, BandStandardisation) and scaling.n_mels != n_mels:
+            raise CheckpointError(f"{path}: its scaling has {scaling.n_mels} bands but the model takes {n_mels}")
+        return scaling
+    band_mean = _floats(obj, "band_mean", n_mels, path)
+    band_scale = _floats(obj, "band_scale", n_mels, path)
+    if min(band_scale) <= 0:
+        raise CheckpointError(f"{path}: 'band_scale' holds a value ≤ 0; export it again from its run")
+    return BandStandardisation(band_mean, band_scale)

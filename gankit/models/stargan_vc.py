@@ -365,13 +365,17 @@ class Spec256Generator(nn.Module):
             nn.Sigmoid(),
         )
 
-    def forward(self, image: Tensor, label: Tensor) -> Tensor:
-        size = SPEC256_SIZE
-        if image.dim() != 4 or tuple(image.shape[1:]) != (1, size, size):
-            raise ValueError(f"Spec256Generator: image must be [B, 1, {size}, {size}], got {list(image.shape)}")
+    def forward(self, image: Tensor, label: Tensor, source: Tensor | None = None) -> Tensor:
+        """`image` [B, 1, 256, 256], or a mel [B, 256 bands, 256 frames] as the 1-D network takes (the output has
+        the input's layout); `source` must be None (the network is conditioned on the target label only)."""
+        as_mel = image.dim() == 3
+        image = _as_image("Spec256Generator", image)
         _check_labels("Spec256Generator", "label", label, image.shape[0])
+        if source is not None:
+            raise ValueError("Spec256Generator: the network takes no source label (no source conditioning)")
         h = self.merge_post(self.merge(self.down(image), label))
-        return self.up(self.res(h))
+        out = self.up(self.res(h))
+        return out[:, 0] if as_mel else out
 
 
 class Spec256Discriminator(nn.Module):
@@ -398,17 +402,112 @@ class Spec256Discriminator(nn.Module):
         self.dropout = nn.Dropout(cfg.d_dropout)
 
     def patches(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        """(scores [B, 64, 64], logits [B, n_labels, 64, 64])."""
-        size = SPEC256_SIZE
-        if image.dim() != 4 or tuple(image.shape[1:]) != (1, size, size):
-            raise ValueError(f"Spec256Discriminator: image must be [B, 1, {size}, {size}], got {list(image.shape)}")
-        h = image
+        """(scores [B, 64, 64], logits [B, n_labels, 64, 64]); `image` as in `forward`."""
+        h = _as_image("Spec256Discriminator", image)
         for layer in (self.le1, self.le2, self.le3, self.le4):
             h = self.dropout(layer(h))
         return self.le_adv(h)[:, 0], self.le_cls(h)
 
-    def forward(self, image: Tensor, label: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, image: Tensor, label: Tensor | None = None, per_frame: bool = False) -> tuple[Tensor, Tensor]:
+        """`image` [B, 1, 256, 256] or a mel [B, 256, 256] → means over positions (score [B], logits [B, n_labels]),
+        or with `per_frame` every position as the 1-D network's frames: (scores [B, 4096], logits [B, n_labels,
+        4096]), through `forward` so that a DDP wrapper sees the call."""
         if label is not None:
             _check_labels("Spec256Discriminator", "label", label, image.shape[0])
         scores, logits = self.patches(image)
+        if per_frame:
+            return scores.flatten(1), logits.flatten(2)
         return scores.mean(dim=(-2, -1)), logits.mean(dim=(-2, -1))
+
+
+def _as_image(who: str, x: Tensor) -> Tensor:
+    """[B, 256, 256] (a mel: bands × frames) or [B, 1, 256, 256] → [B, 1, 256, 256]; ValueError otherwise."""
+    size = SPEC256_SIZE
+    if x.dim() == 3 and tuple(x.shape[1:]) == (size, size):
+        return x[:, None]
+    if x.dim() == 4 and tuple(x.shape[1:]) == (1, size, size):
+        return x
+    raise ValueError(f"{who}: input must be [B, 1, {size}, {size}] or a mel [B, {size}, {size}], got {list(x.shape)}")
+
+
+# --- the two families, as a task and inference see them ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VcArchitecture:
+    """What a voice-conversion task and converter need to know of a network family, beyond its modules: the
+    config section's class and its speaker-count key, fixed band and frame counts (None: any), the generator's
+    output range (None: unbounded), and how a mel is padded to a length the generator takes."""
+
+    name: str
+    config_class: type
+    generator_class: type[nn.Module]
+    discriminator_class: type[nn.Module]
+    speakers_key: str
+    bands: int | None  # the mel bands it is built for (None: the config's n_mels)
+    frames: int | None  # the crop length it takes (None: any multiple of DOWNSAMPLING ≥ MIN_FRAMES)
+    output_range: tuple[float, float] | None
+
+    def make_config(self, model: Mapping[str, Any], n_speakers: int, n_mels: int) -> Any:
+        """The family's config from a `model:` section (without `type`), with the speaker count and bands the data
+        and front-end give; ConfigError when the section disagrees with them."""
+        section = dict(model)
+        given = section.get(self.speakers_key)
+        if given is not None and given != n_speakers:
+            raise ConfigError(f"model.{self.speakers_key} is {given} but the data holds {n_speakers} speakers; leave "
+                              f"model.{self.speakers_key} out, it follows the data")
+        section[self.speakers_key] = n_speakers
+        if self.bands is None:
+            section.setdefault("n_mels", n_mels)
+        elif n_mels != self.bands:
+            raise ConfigError(f"model.type {self.name} takes {self.bands} mel bands but the front-end makes {n_mels}; "
+                              f"set frontend.n_mels={self.bands}")
+        cfg = self.config_class.from_dict(section)
+        if self.n_mels(cfg) != n_mels:
+            raise ConfigError(f"model.n_mels {self.n_mels(cfg)} ≠ the front-end's {n_mels} bands")
+        return cfg
+
+    def n_mels(self, cfg: Any) -> int:
+        return self.bands if self.bands is not None else int(cfg.n_mels)
+
+    def n_speakers(self, cfg: Any) -> int:
+        return int(getattr(cfg, self.speakers_key))
+
+    def source_conditioning(self, cfg: Any) -> bool:
+        return bool(getattr(cfg, "source_conditioning", False))
+
+    def check_frames(self, frames: int, what: str) -> None:
+        """ConfigError unless the generator takes segments of `frames` frames."""
+        if self.frames is not None and frames != self.frames:
+            raise ConfigError(f"{what} must be {self.frames} for model.type {self.name} (its crops), got {frames}")
+        if self.frames is None and (frames < MIN_FRAMES or frames % DOWNSAMPLING):
+            raise ConfigError(f"{what} must be a multiple of {DOWNSAMPLING} and at least {MIN_FRAMES} (the generator "
+                              f"halves the time axis twice), got {frames}")
+
+    def pad(self, mel: Tensor) -> Tensor:
+        """Repeat the last frame up to a length the generator takes: the crop length, or a multiple of 4 and at
+        least 8. A fixed-crop family refuses longer inputs (convert them in chunks)."""
+        frames = mel.shape[-1]
+        if self.frames is not None:
+            if frames > self.frames:
+                raise ValueError(f"{self.name} takes at most {self.frames} frames at a time, got {frames}")
+            wanted = self.frames
+        else:
+            wanted = max(MIN_FRAMES, frames + (-frames) % DOWNSAMPLING)
+        if wanted == frames:
+            return mel
+        return torch.cat([mel, mel[..., -1:].expand(*mel.shape[:-1], wanted - frames)], dim=-1)
+
+
+ARCHITECTURES: dict[str, VcArchitecture] = {
+    "stargan_vc": VcArchitecture("stargan_vc", StarGanVcConfig, StarGanVcGenerator, StarGanVcDiscriminator,
+                                 "n_speakers", None, None, None),
+    "spec256": VcArchitecture("spec256", StarGanVcSpec256Config, Spec256Generator, Spec256Discriminator,
+                              "n_labels", SPEC256_SIZE, SPEC256_SIZE, (0.0, 1.0)),
+}
+
+
+def vc_architecture(name: str) -> VcArchitecture:
+    if name not in ARCHITECTURES:
+        raise ConfigError(f"model.type {name!r} is unknown; known: {', '.join(sorted(ARCHITECTURES))}")
+    return ARCHITECTURES[name]

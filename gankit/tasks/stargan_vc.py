@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gankit.audio.mel import build_frontend
+from gankit.audio.mel_scaling import BandStandardisation, MelScaling, MinMaxScaling
 from gankit.data.sampler import SampleKey
 from gankit.errors import ConfigError
-from gankit.models.stargan_vc import StarGanVcConfig, StarGanVcDiscriminator, StarGanVcGenerator
+from gankit.models.stargan_vc import vc_architecture
 from gankit.settings import from_mapping
 from gankit.tasks.base import (
     ClassifierReadout,
@@ -87,6 +88,10 @@ class VcDataSettings:
     balanced: bool = True  # every speaker in every batch (needs batch_size a multiple of the speaker count)
     stats_file: str = "mel_stats.json"  # per-band statistics of the front-end, under data.dir
     val_max_frames: int = 512  # validation utterances are cut to this many frames
+    # band_standardisation: (log-mel − mean) / scale per band with the statistics in stats_file (the 1-D network);
+    # min_max: one range onto [0, 1] from up to range_files training files (the spec256 network's sigmoid output).
+    scaling: str = "band_standardisation"
+    range_files: int = 200
 
     def __post_init__(self) -> None:
         if not self.dir:
@@ -99,6 +104,11 @@ class VcDataSettings:
             if value < 8 or value % 4:
                 raise ConfigError(f"data.{name} must be a multiple of 4 and at least 8 (the generator halves "
                                   f"the time axis twice), got {value}")
+        if self.scaling not in (BandStandardisation.kind, MinMaxScaling.kind):
+            raise ConfigError(f"data.scaling: {self.scaling!r} is not {BandStandardisation.kind} or "
+                              f"{MinMaxScaling.kind}")
+        if self.range_files < 1:
+            raise ConfigError(f"data.range_files must be ≥ 1, got {self.range_files}")
 
 
 @dataclass
@@ -135,26 +145,17 @@ class StarGanVcTask:
         self.loss_settings = from_mapping(VcLossSettings, config.get("loss"), "loss")
         self.schedule_settings = from_mapping(AdversarialSchedule, config.get("schedule"), "schedule")
         self.frontend = build_frontend(config.get("frontend") or {"preset": "hifigan"})
-        from gankit.data.corpus_stats import read_band_statistics
         from gankit.data.speaker_mels import SpeakerSet
         from gankit.data.speakers import SPEAKERS_FILE, read_speaker_table
 
         root = Path(self.data.dir)  # type: ignore[arg-type]
         self.speakers = SpeakerSet.select(read_speaker_table(root / SPEAKERS_FILE), self.data.speakers,
                                           self.data.groups, str(root))
-        mean, scale = read_band_statistics(root / self.data.stats_file, self.frontend)
-        self.band_mean = torch.tensor(mean, dtype=torch.float32)
-        self.band_scale = torch.tensor(scale, dtype=torch.float32)
         model = dict(config.get("model") or {})
-        given = model.get("n_speakers")
-        if given is not None and given != len(self.speakers):
-            raise ConfigError(f"model.n_speakers is {given} but the data holds {len(self.speakers)} speakers "
-                              f"({', '.join(self.speakers.names)}); leave model.n_speakers out, it follows the data")
-        model["n_speakers"] = len(self.speakers)
-        model.setdefault("n_mels", self.frontend.n_mels)
-        self.model = StarGanVcConfig.from_dict(model)
-        if self.model.n_mels != self.frontend.n_mels:
-            raise ConfigError(f"model.n_mels {self.model.n_mels} ≠ the front-end's {self.frontend.n_mels} bands")
+        self.architecture = vc_architecture(str(model.pop("type", "stargan_vc")))
+        self.model = self.architecture.make_config(model, len(self.speakers), self.frontend.n_mels)
+        self.architecture.check_frames(self.data.segment_frames, "data.segment_frames")
+        self.scaling = self._scaling(root)
         if self.data.balanced and self.data.batch_size % len(self.speakers):
             raise ConfigError(f"data.batch_size {self.data.batch_size} must be a multiple of the "
                               f"{len(self.speakers)} speakers with data.balanced (every speaker in every batch); "
@@ -162,11 +163,32 @@ class StarGanVcTask:
         self.critic_l0, self.critic_scale = CRITIC_REFERENCE[self.loss_settings.adversarial]
         self.validation = ConversionValidation(
             from_mapping(ConversionValidationSettings, config.get("validation"), "validation"),
-            self.frontend, self.speakers, self.band_mean, self.band_scale, self.model.source_conditioning)
+            self.frontend, self.speakers, self.scaling, self.architecture,
+            self.architecture.source_conditioning(self.model))
+
+    def _scaling(self, root: Path) -> MelScaling:
+        """The features' scaling: the corpus statistics file's per-band standardisation, or a min–max range taken
+        from the training files now (the same files give the same range, so a resume scales as the run began)."""
+        from gankit.data.corpus_stats import read_band_statistics
+        from gankit.data.filelist import read_filelist
+        from gankit.data.speaker_mels import corpus_log_mel_range
+        from gankit.data.speakers import speaker_of
+
+        if self.data.scaling == BandStandardisation.kind:
+            if self.architecture.output_range is not None:
+                raise ConfigError(f"model.type {self.architecture.name} outputs values in "
+                                  f"{list(self.architecture.output_range)}: it needs data.scaling={MinMaxScaling.kind}")
+            mean, scale = read_band_statistics(root / self.data.stats_file, self.frontend)
+            return BandStandardisation(tuple(mean), tuple(scale))
+        keep = set(self.speakers.names)
+        train = [e for e in read_filelist(root / "train.txt") if speaker_of(e.id) in keep]
+        low, high = corpus_log_mel_range(train, root / "wavs", self.frontend, self.data.range_files)
+        return MinMaxScaling(low, high)
 
     # --- networks and schedule --------------------------------------------------------------------
     def build_networks(self) -> dict[str, nn.Module]:
-        return {"generator": StarGanVcGenerator(self.model), "discriminator": StarGanVcDiscriminator(self.model)}
+        arch = self.architecture
+        return {"generator": arch.generator_class(self.model), "discriminator": arch.discriminator_class(self.model)}
 
     def optimizer_groups(self) -> list[OptimizerGroup]:
         return [OptimizerGroup("d", ("discriminator",)), OptimizerGroup("g", ("generator",))]
@@ -176,7 +198,7 @@ class StarGanVcTask:
 
     # --- losses -----------------------------------------------------------------------------------
     def _source(self, labels: Tensor) -> Tensor | None:
-        return labels if self.model.source_conditioning else None
+        return labels if self.architecture.source_conditioning(self.model) else None
 
     def prepare(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> None:
         g, x, s, t = nets["generator"], batch["mel"], batch["speaker"], batch["target"]
@@ -258,9 +280,8 @@ class StarGanVcTask:
         if missing:
             raise ConfigError(f"{root}/train.txt has no files of {', '.join(missing)}; prepare the corpus again or "
                               "leave them out (data.speakers)")
-        dataset = SpeakerMelDataset(train, root / "wavs", self.frontend, self.speakers, self.band_mean.tolist(),
-                                    self.band_scale.tolist(), self.data.segment_frames, seed,
-                                    balanced=self.data.balanced)
+        dataset = SpeakerMelDataset(train, root / "wavs", self.frontend, self.speakers, self.scaling,
+                                    self.data.segment_frames, seed, balanced=self.data.balanced)
         dataset[SampleKey(0, 0, 0)]  # fail now, not in a worker, when the first file cannot be used
         log(f"data: {len(train)} training and {len(held_out)} validation files of {len(self.speakers)} speakers "
             f"({', '.join(self.speakers.names)}) in {root}")
@@ -271,11 +292,14 @@ class StarGanVcTask:
         return self.validation.run(nets["generator"], nets["discriminator"], batches)
 
     def export(self, nets: Mapping[str, nn.Module], step: int) -> dict[str, Any]:
-        return {"format": "gankit", "kind": "generator", "version": 1, "task": self.name, "step": step,
-                "model": self.model.to_dict(), "state_dict": nets["generator"].state_dict(),
-                "frontend": self.frontend.to_config(), "band_mean": self.band_mean.tolist(),
-                "band_scale": self.band_scale.tolist(), "speakers": list(self.speakers.names),
-                "speaker_groups": list(self.speakers.groups)}
+        payload = {"format": "gankit", "kind": "generator", "version": 1, "task": self.name, "step": step,
+                   "architecture": self.architecture.name, "model": self.model.to_dict(),
+                   "state_dict": nets["generator"].state_dict(), "frontend": self.frontend.to_config(),
+                   "scaling": self.scaling.to_dict(), "speakers": list(self.speakers.names),
+                   "speaker_groups": list(self.speakers.groups)}
+        if isinstance(self.scaling, BandStandardisation):  # as files written before `scaling` existed hold them
+            payload.update(band_mean=list(self.scaling.mean), band_scale=list(self.scaling.scale))
+        return payload
 
 
 def build_stargan_vc_task(config: Mapping[str, Any]) -> StarGanVcTask:

@@ -8,8 +8,9 @@ every validation) and scored as a set:
   as `val/real_share`, the ceiling the measure can reach);
 - `val/d_target_acc`: the discriminator's classification head on the same conversions (what the generator
   trains against — it can be fooled where the independent classifier is not);
-- `val/content_margin`: DTW distance (per-utterance normalised log-mel frames) from the conversion to another
-  held-out sentence of the source speaker minus that to its own source sentence: positive while the words survive;
+- `val/content_margin`: DTW distance (per-utterance normalised frames of the scaled log-mel) from the conversion
+  to another held-out sentence of the source speaker minus that to its own source sentence: positive while the
+  words survive;
 - `val/cycle_l1`, `val/identity_l1`: mel L1 of x_s → t → s and of x_s → s against x_s.
 For the first `pairs_per_group` utterances of each group: source and converted spectrograms, the source audio
 (once, as reference) and the conversion voiced by Griffin-Lim. Audio-domain measures (MFCC speaker classifier,
@@ -26,10 +27,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gankit.audio.mel_scaling import MelScaling
 from gankit.data.filelist import FileListEntry
-from gankit.data.speaker_mels import SpeakerSet, denormalise_bands, utterance_mel
+from gankit.data.speaker_mels import SpeakerSet, utterance_mel
 from gankit.data.speakers import speaker_of
 from gankit.errors import ConfigError
+from gankit.models.stargan_vc import VcArchitecture
 from gankit.tasks.base import AudioItem, MediaItem, SpectrogramItem, ValidationResult
 
 
@@ -44,14 +47,8 @@ class ConversionValidationSettings:
             raise ConfigError("validation: pairs_per_group ≥ 0, griffin_lim_iters ≥ 1 and classifier_files ≥ 2")
 
 
-def pad_frames(mel: Tensor, multiple: int = 4) -> Tensor:
-    """Repeat the last frame up to a multiple of `multiple` frames (the original's padding before conversion)."""
-    extra = (-mel.shape[-1]) % multiple
-    return torch.cat([mel, mel[..., -1:].expand(*mel.shape[:-1], extra)], dim=-1) if extra else mel
-
-
 def utterance_features(mel: Tensor) -> np.ndarray:
-    """[n_mels, frames] normalised log-mel → [2·n_mels]: per-band mean and std, a speaker's long-term colour."""
+    """[n_mels, frames] scaled log-mel → [2·n_mels]: per-band mean and std, a speaker's long-term colour."""
     m = mel.detach().float().cpu()
     return torch.cat([m.mean(dim=-1), m.std(dim=-1)]).numpy().astype(np.float64)
 
@@ -72,12 +69,12 @@ def dtw_distance(a: Tensor, b: Tensor) -> float:
 
 class ConversionValidation:
     def __init__(self, settings: ConversionValidationSettings, frontend: Any, speakers: SpeakerSet,
-                 band_mean: Tensor, band_scale: Tensor, source_conditioning: bool) -> None:
+                 scaling: MelScaling, architecture: VcArchitecture, source_conditioning: bool) -> None:
         self.settings = settings
         self.frontend = frontend
         self.speakers = speakers
-        self.band_mean = band_mean
-        self.band_scale = band_scale
+        self.scaling = scaling
+        self.architecture = architecture
         self.source_conditioning = source_conditioning
         self.classifier: Any = None
         self._classifier_data: tuple[list[FileListEntry], Any, int] | None = None
@@ -85,14 +82,15 @@ class ConversionValidation:
     # --- set-up, once per run ---------------------------------------------------------------------
     def batches(self, held_out: Sequence[FileListEntry], train: Sequence[FileListEntry],
                 wav_dir: str | os.PathLike[str], max_frames: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
-        """One batch per held-out utterance: its mel (cut to `max_frames`, padded to a multiple of 4), speaker,
-        fixed target, true length, another sentence of the same speaker (for the content margin) and, for the
-        shown pairs, its audio."""
+        """One batch per held-out utterance: its mel (cut to `max_frames` — and to the crop length of a fixed-crop
+        network —, padded to a length the generator takes), speaker, fixed target, true length, another sentence
+        of the same speaker (for the content margin) and, for the shown pairs, its audio."""
         from pathlib import Path
 
         root = Path(wav_dir)
+        max_frames = min(max_frames, self.architecture.frames or max_frames)
         entries = sorted(held_out, key=lambda e: (self.speakers.groups[self.speakers.label(speaker_of(e.id))], e.id))
-        mels = [utterance_mel(root / f"{e.id}.wav", self.frontend, self.band_mean, self.band_scale) for e in entries]
+        mels = [utterance_mel(root / f"{e.id}.wav", self.frontend, self.scaling) for e in entries]
         shown: dict[str, int] = {}
         batches: list[dict[str, Any]] = []
         for i, (entry, (mel, audio)) in enumerate(zip(entries, mels, strict=True)):
@@ -102,7 +100,7 @@ class ConversionValidation:
             same = [j for j, e in enumerate(entries) if j != i and speaker_of(e.id) == speaker_of(entry.id)]
             mel = mel[:, :max_frames]
             batch: dict[str, Any] = {
-                "mel": pad_frames(mel)[None], "frames": mel.shape[-1], "speaker": torch.tensor([source]),
+                "mel": self.architecture.pad(mel)[None], "frames": mel.shape[-1], "speaker": torch.tensor([source]),
                 "target": torch.tensor([target]), "id": entry.id,
                 "other": mels[same[0]][0][:, :max_frames] if same else None,
             }
@@ -115,7 +113,7 @@ class ConversionValidation:
             batches.append(batch)
         self._classifier_data = (list(train), root, max_frames)  # fitted at the first validation, not before
         log(f"validation: {len(batches)} held-out utterances, each converted to a fixed other speaker of its group; "
-            f"{sum(shown.values())} kept as audio")
+            f"{sum(shown.values())} kept as audio (at most {max_frames} frames each)")
         return batches
 
     def _fit_classifier(self, train: Sequence[FileListEntry], root: Any, max_frames: int) -> None:
@@ -129,7 +127,7 @@ class ConversionValidation:
         features, labels = [], []
         for name, entries in per_speaker.items():
             for entry in entries[: self.settings.classifier_files]:
-                mel, _ = utterance_mel(root / f"{entry.id}.wav", self.frontend, self.band_mean, self.band_scale)
+                mel, _ = utterance_mel(root / f"{entry.id}.wav", self.frontend, self.scaling)
                 features.append(utterance_features(mel[:, :max_frames]))
                 labels.append(self.speakers.label(name))
         self.classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=0))
@@ -186,12 +184,12 @@ class ConversionValidation:
         utterance = batch["id"].split("/", 1)[-1]
         group = f"{source} to {target} {utterance}".replace("/", "_")  # file names stay ASCII where the ids are
         frames = batch["frames"]
-        log_mel = denormalise_bands(converted.float().cpu(), self.band_mean, self.band_scale)
+        log_mel = self.scaling.denormalise(converted.float().cpu())
         wave = griffin_lim(log_mel.numpy(), self.frontend, n_iter=self.settings.griffin_lim_iters)
         rate, source_mel = self.frontend.sample_rate, batch["mel"][0, :, :frames].float().cpu()
         return [
-            SpectrogramItem(source_mel, "mel (normalised)", group, "source", "reference"),
-            SpectrogramItem(converted.float().cpu(), "mel (normalised)", group, "converted"),
+            SpectrogramItem(source_mel, f"mel ({self.scaling.kind})", group, "source", "reference"),
+            SpectrogramItem(converted.float().cpu(), f"mel ({self.scaling.kind})", group, "converted"),
             AudioItem(batch["audio"].float().cpu(), rate, group, "source", "reference"),
             AudioItem(torch.from_numpy(np.asarray(wave, dtype=np.float32)), rate, group, "converted"),
         ]
