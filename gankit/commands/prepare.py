@@ -1,6 +1,7 @@
 """`gankit prepare SRC OUT --format …`: convert a corpus into wavs at one rate plus train/val lists, or images
 into one uint8 array (`--format images`); `gankit prepare --builtin digits OUT` writes scikit-learn's digits,
-`gankit prepare --builtin vc-demo OUT` a parallel multi-speaker corpus synthesised with festival and espeak-ng."""
+`gankit prepare --builtin vc-demo OUT` a parallel multi-speaker corpus synthesised with festival and espeak-ng,
+`gankit prepare --builtin instruments OUT` the same MIDI phrases rendered by fluidsynth on six instruments."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 IMAGE_FORMAT = "images"
 AUDIO_ONLY = ("sample_rate", "min_seconds", "mel_stats")  # options an image corpus refuses
 IMAGE_ONLY = ("image_size", "channels")
-BUILTINS = ("digits", "vc-demo")
+BUILTINS = ("digits", "vc-demo", "instruments")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,11 +29,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--format speakers: a folder per speaker (SRC/<speaker>/**/*.wav, or VCTK's SRC/wav48/<speaker>/ with "
             "SRC/txt/<speaker>/ transcripts), ids <speaker>/<utterance>, OUT/speakers.tsv (speaker, label, group), "
             "and a validation split holding out the same sentences for every speaker. "
+            "--format domains: a folder per domain for music translation (SRC/<domain>/**/*.wav: an instrument, a "
+            "genre), ids <domain>/<item>, OUT/domains.tsv (domain, label), and a validation split per domain (its "
+            "last --val-size files in sorted order). "
             "--builtin digits OUT (no SRC): scikit-learn's 1,797 handwritten digits at 32×32 with OUT/labels.npy "
             "and a digits classifier OUT/digits_classifier.pt to score generated digits. "
             "--builtin vc-demo OUT: a parallel English/Russian multi-speaker corpus synthesised offline with "
             "festival and espeak-ng voices (Debian packages), in the speakers layout with OUT/mel_stats.json "
-            "(hifigan preset)."
+            "(hifigan preset). "
+            "--builtin instruments OUT: 30 MIDI phrases (scales, arpeggios, melodies) rendered offline by fluidsynth "
+            "as piano, violin, cello, trumpet, clarinet and flute (Debian packages fluidsynth, timgm6mb-soundfont), "
+            "in the domains layout at 16 kHz."
         ),
     )
     parser.add_argument("src", metavar="SRC", nargs="?", help="corpus folder (none with --builtin)")
@@ -46,13 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "scikit-learn's 8×8 handwritten digits upscaled to 32×32, one channel, with labels and a "
                         "digits classifier; vc-demo = 8 synthetic voices (5 English, 3 Russian) each reading its "
                         "group's 40 sentences, at 22050 Hz, for voice conversion (needs festival, festvox-kallpc16k, "
-                        "festvox-kdlpc16k, festvox-us-slt-hts, festvox-ru and espeak-ng)")
+                        "festvox-kdlpc16k, festvox-us-slt-hts, festvox-ru and espeak-ng); instruments = the same 30 "
+                        "MIDI phrases played by 6 instruments, at 16000 Hz, for music translation (needs fluidsynth "
+                        "and timgm6mb-soundfont)")
     parser.add_argument("--sample-rate", type=int, default=None, metavar="SR",
                         help="output rate in Hz (default: the source rate, the most common one when mixed)")
     parser.add_argument("--val-size", type=int, default=None, metavar="N",
                         help="validation files: the last N ids in sorted order (default: min(100, 10%% of files)); "
                         "--format speakers and --builtin vc-demo: N sentences per speaker, the same sentences for "
-                        "every speaker that read them (default: 10%% of the median speaker's files, 1..10; vc-demo 5)")
+                        "every speaker that read them (default: 10%% of the median speaker's files, 1..10; vc-demo 5); "
+                        "--format domains: the last N files of each domain (same default); --builtin instruments: the "
+                        "last N phrases of every instrument (default 3)")
     parser.add_argument("--min-seconds", type=float, default=None, metavar="S",
                         help="skip audio files shorter than this (default 0.5)")
     parser.add_argument("--image-size", type=int, default=None, metavar="S",
@@ -61,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--channels", type=int, choices=(1, 3), default=None,
                         help="--format images: 3 = RGB (default), 1 = grey")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="conversion (vc-demo: also synthesis) processes (default: the CPU count)")
+                        help="conversion (vc-demo: also synthesis; instruments: also rendering) processes "
+                        "(default: the CPU count)")
     parser.add_argument("--mel-stats", default=None, metavar="PRESET_OR_CONFIG",
                         help="also write OUT/mel_stats.json: per-band mean/scale of this mel front-end over the "
                         "training files: a preset at the output rate (parallel_wavegan, which training normalises "
@@ -101,6 +113,18 @@ def run(args: argparse.Namespace) -> int:
             )
             print(report.summary())
             return 0
+        if args.builtin == "instruments":
+            _refuse(args, (*AUDIO_ONLY, *IMAGE_ONLY), "by --builtin instruments (16000 Hz)")
+            from gankit.data.instruments import DEFAULT_VAL_PHRASES, prepare_instruments
+
+            report = prepare_instruments(
+                args.src,
+                val_size=DEFAULT_VAL_PHRASES if args.val_size is None else args.val_size,
+                workers=args.workers,
+                progress=not args.no_progress,
+            )
+            print(report.summary())
+            return 0
         _refuse(args, (*AUDIO_ONLY, "image_size", "channels"), f"by --builtin {args.builtin} (32×32, one channel)")
         from gankit.data.digits import prepare_builtin
 
@@ -108,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         print(report.summary())
         return 0
     if args.format is None or args.src is None or args.out is None:
-        raise ConfigError("gankit prepare needs SRC OUT --format FORMAT, or --builtin digits|vc-demo OUT")
+        raise ConfigError(f"gankit prepare needs SRC OUT --format FORMAT, or --builtin {'|'.join(BUILTINS)} OUT")
     if args.format == IMAGE_FORMAT:
         _refuse(args, AUDIO_ONLY, "by --format images")
         from gankit.data.images import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE, prepare_images

@@ -7,6 +7,11 @@ metadata has, which `prepare` reports as skips instead of stopping.
 - folder:   every .wav/.flac/.ogg under SRC; id = relative path without extension, no text
 - speakers: a folder per speaker (`read_speakers`); id = `<speaker>/<path below it without extension>`, the text
             from a transcript beside the audio or in a VCTK-style `txt/` tree, else empty
+- domains:  a folder per domain (`read_domains`: an instrument, a genre); id = `<domain>/<path below it without
+            extension>`, no text
+
+speakers and domains are both corpora of group folders (`GroupLayout`, `read_group_folders`): one reader, one
+skip/split/table machinery in `prepare`, differing in the words, the table file and whether transcripts are read.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from gankit.data.domains import DOMAINS_FILE
 from gankit.data.filelist import id_problem
+from gankit.data.speakers import SPEAKERS_FILE
 from gankit.errors import DataError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -37,6 +44,8 @@ REASONS: dict[str, str] = {
     "duplicate_id": "repeated id",
     "no_speaker": "not in a speaker folder",
     "few_files": "speaker with too few files",
+    "no_domain": "not in a domain folder",
+    "few_domain_files": "domain with too few files",
 }
 
 
@@ -212,24 +221,44 @@ def _transcript_tree(src: Path, root: Path, exclude: Path | None) -> Path | None
     return above if root != src and above.is_dir() else None
 
 
-def read_speakers(src: Path, exclude: Path | None = None) -> CorpusListing:
-    """A corpus of speaker folders: each subfolder of `speaker_root(src)` is a speaker, and every audio file below it
-    (any depth) one utterance `<speaker>/<path below the speaker folder, without extension>`. Audio lying in the
-    root itself belongs to no speaker and is reported. A transcript gives the text: `<utt>.txt` beside the audio, or
-    `txt/<speaker>/<utt>.txt` in a `txt/` folder without audio beside the speaker folders or (when the root is
-    below SRC) beside the root, as VCTK's `txt/` beside `wav48/`."""
+class GroupLayout(NamedTuple):
+    """A corpus of group folders: each folder below the root is one group (a speaker, a domain) and every audio file
+    below it, at any depth, one item `<group>/<path below the group folder, without extension>`."""
+
+    format: str  # the --format name
+    noun: str  # what a group is, for messages: "speaker"
+    table_file: str  # the group table prepare writes into OUT
+    loose_reason: str  # skip reason of audio lying in the root, in no group's folder
+    few_reason: str  # skip reason of a group with fewer usable files than one to train on and one to validate
+    descend: bool  # the root may lie below SRC (`speaker_root`: VCTK's wav48/), else SRC's own folders are groups
+    transcripts: bool  # read a transcript per file (`_transcript`), else every text is empty
+
+
+SPEAKERS = GroupLayout("speakers", "speaker", SPEAKERS_FILE, "no_speaker", "few_files", descend=True, transcripts=True)
+# Domains (instruments, genres) are taken as SRC's folders exactly: one domain folder holding subfolders must stay
+# one domain, not become its subfolders as speaker_root would make it.
+DOMAINS = GroupLayout("domains", "domain", DOMAINS_FILE, "no_domain", "few_domain_files", descend=False,
+                      transcripts=False)
+GROUP_LAYOUTS: dict[str, GroupLayout] = {layout.format: layout for layout in (SPEAKERS, DOMAINS)}
+
+
+def read_group_folders(src: Path, layout: GroupLayout, exclude: Path | None = None) -> CorpusListing:
+    """The items of a corpus of group folders (`layout`): each subfolder of the root is a group, and every audio file
+    below it (any depth) one item. Audio lying in the root itself belongs to no group and is reported. With
+    `layout.transcripts`, the text of `<utt>.txt` beside the audio or of `txt/<group>/<utt>.txt` (see
+    `read_speakers`), else empty."""
     listing = CorpusListing()
-    root = speaker_root(src, exclude)
+    root = speaker_root(src, exclude) if layout.descend else src
     for path in _audio_files(root):
-        listing.problems.append(Skip(path.relative_to(src).with_suffix("").as_posix(), str(path), "no_speaker",
-                                     f"lies in {root}, not in a speaker folder below it"))
-    txt_tree = _transcript_tree(src, root, exclude)
-    for speaker_dir in _subfolders(root, exclude):
-        files = read_folder(speaker_dir, exclude)
-        listing.problems += [p._replace(id=f"{speaker_dir.name}/{p.id}") for p in files.problems]
+        listing.problems.append(Skip(path.relative_to(src).with_suffix("").as_posix(), str(path), layout.loose_reason,
+                                     f"lies in {root}, not in a {layout.noun} folder below it"))
+    txt_tree = _transcript_tree(src, root, exclude) if layout.transcripts else None
+    for group_dir in _subfolders(root, exclude):
+        files = read_folder(group_dir, exclude)
+        listing.problems += [p._replace(id=f"{group_dir.name}/{p.id}") for p in files.problems]
         for item in files.items:
-            utterance_id = f"{speaker_dir.name}/{item.id}"
-            transcript = _transcript(item.path, speaker_dir, txt_tree)
+            utterance_id = f"{group_dir.name}/{item.id}"
+            transcript = _transcript(item.path, group_dir, txt_tree) if layout.transcripts else None
             try:
                 text = "" if transcript is None else " ".join(transcript.read_text(encoding="utf-8").split())
             except UnicodeDecodeError as exc:
@@ -240,12 +269,28 @@ def read_speakers(src: Path, exclude: Path | None = None) -> CorpusListing:
     return listing
 
 
+def read_speakers(src: Path, exclude: Path | None = None) -> CorpusListing:
+    """A corpus of speaker folders: each subfolder of `speaker_root(src)` is a speaker, and every audio file below it
+    (any depth) one utterance `<speaker>/<path below the speaker folder, without extension>`. Audio lying in the
+    root itself belongs to no speaker and is reported. A transcript gives the text: `<utt>.txt` beside the audio, or
+    `txt/<speaker>/<utt>.txt` in a `txt/` folder without audio beside the speaker folders or (when the root is
+    below SRC) beside the root, as VCTK's `txt/` beside `wav48/`."""
+    return read_group_folders(src, SPEAKERS, exclude)
+
+
+def read_domains(src: Path, exclude: Path | None = None) -> CorpusListing:
+    """A corpus of domain folders (instruments, genres): each subfolder of `src` is a domain, and every audio file
+    below it (any depth) one item `<domain>/<path below the domain folder, without extension>`, without text.
+    Audio lying in `src` itself belongs to no domain and is reported."""
+    return read_group_folders(src, DOMAINS, exclude)
+
+
 READERS: dict[str, Callable[[Path], CorpusListing]] = {
     "ljspeech": _delimited("metadata.csv", "wavs", 2, "id|text|normalized"),
     "ruslan": _delimited("metadata_RUSLAN_22200.csv", "ruslan_dataset", 2, "id|text"),
     "festvox": read_festvox,
 }
-FORMATS: tuple[str, ...] = (*READERS, "folder", "speakers")
+FORMATS: tuple[str, ...] = (*READERS, "folder", *GROUP_LAYOUTS)
 
 
 def read_corpus(fmt: str, src: str | os.PathLike[str], exclude: str | os.PathLike[str] | None = None) -> CorpusListing:
@@ -253,9 +298,11 @@ def read_corpus(fmt: str, src: str | os.PathLike[str], exclude: str | os.PathLik
     root = Path(src)
     if not root.is_dir():
         raise DataError(f"corpus folder {root} not found; check SRC")
-    if fmt in ("folder", "speakers"):
-        reader = read_folder if fmt == "folder" else read_speakers
-        return reader(root, Path(exclude) if exclude is not None else None)
+    excluded = Path(exclude) if exclude is not None else None
+    if fmt == "folder":
+        return read_folder(root, excluded)
+    if fmt in GROUP_LAYOUTS:
+        return read_group_folders(root, GROUP_LAYOUTS[fmt], excluded)
     if fmt not in READERS:
         raise DataError(f"unknown corpus format {fmt!r}; choose one of {', '.join(FORMATS)}")
     return READERS[fmt](root)

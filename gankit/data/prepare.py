@@ -1,6 +1,7 @@
 """`gankit prepare`: turn a corpus into `OUT/wavs/<id>.wav` (mono 16-bit PCM at one rate), `train.txt`,
-`val.txt`, `skipped.txt` and, with `mel_stats`, `mel_stats.json` (gankit.data.corpus_stats); a corpus of speaker
-folders (`speakers`) also `speakers.tsv` and its own split (gankit.data.speakers).
+`val.txt`, `skipped.txt` and, with `mel_stats`, `mel_stats.json` (gankit.data.corpus_stats); a corpus of group
+folders — speakers (`speakers`) or domains (`domains`) — also its group table (`speakers.tsv`, gankit.data.speakers;
+`domains.tsv`, gankit.data.domains) and a split per group.
 
 Files are converted by a process pool, one file per task, and each worker returns only a small result,
 so a 22,200-file corpus never sits in memory. A bad file becomes a line in `skipped.txt`, never a stop.
@@ -32,11 +33,21 @@ import numpy as np
 
 from gankit.atomic import write_text
 from gankit.audio.io import audio_info, read_audio, resample, write_wav
+from gankit.data.domains import domain_table, write_domain_table
 from gankit.data.filelist import FileListEntry, write_filelist
-from gankit.data.formats import FORMATS, REASONS, Skip, SourceItem, read_corpus
+from gankit.data.formats import (
+    DOMAINS,
+    FORMATS,
+    GROUP_LAYOUTS,
+    REASONS,
+    SPEAKERS,
+    GroupLayout,
+    Skip,
+    SourceItem,
+    read_corpus,
+)
 from gankit.data.speakers import (
     MIN_FILES,
-    SPEAKERS_FILE,
     count_files,
     default_val_sentences,
     speaker_of,
@@ -54,7 +65,6 @@ RECORD_FILE = ".gankit_prepared.json"  # in OUT: the relative paths gankit prepa
 RECORD_VERSION = 1
 LISTS = ("train.txt", "val.txt", "skipped.txt")
 SKIPPED_HEADER = "# reason\tid\tsource\tdetail"
-SPEAKER_FORMAT = "speakers"
 JobT = TypeVar("JobT")
 ResultT = TypeVar("ResultT")
 
@@ -93,6 +103,7 @@ class PrepareReport:
     mel_stats: Path | None = None  # OUT/mel_stats.json when written
     mel_stats_line: str = ""
     speakers: int = 0  # --format speakers: speakers in OUT/speakers.tsv
+    domains: int = 0  # --format domains: domains in OUT/domains.tsv
 
     def skipped_by_reason(self) -> dict[str, int]:
         counts = Counter(s.reason for s in self.skipped)
@@ -109,8 +120,9 @@ class PrepareReport:
             f"train {self.train} | val {self.val} | {self.seconds / 3600:.2f} h at {self.sample_rate} Hz{converted}",
             f"wrote {self.out / 'train.txt'}, {self.out / 'val.txt'} and {self.out / 'wavs'}/",
         ]
-        if self.speakers:
-            lines.append(f"speakers {self.speakers} → {self.out / SPEAKERS_FILE}")
+        for layout, count in ((SPEAKERS, self.speakers), (DOMAINS, self.domains)):
+            if count:
+                lines.append(f"{layout.format} {count} → {self.out / layout.table_file}")
         if self.mel_stats_line:
             lines.append(self.mel_stats_line)
         if self.removed_stale:
@@ -342,6 +354,8 @@ def prepare_corpus(
     `speakers` format `val_size` counts sentences per speaker, held out alike for every speaker
     (`gankit.data.speakers.split_by_sentence`; None: 10 % of the median speaker's files, 1..10), a speaker with
     fewer than 2 usable files is skipped, and `speaker_groups` (speaker → group) fills speakers.tsv's group column.
+    The `domains` format splits the same way per domain: having no texts, each domain holds out its last
+    `val_size` files in sorted order.
     `mel_stats`, a front-end config (its sample_rate, when given, must be the output rate), adds
     `OUT/mel_stats.json`: that front-end's per-band statistics over the training files; without it a
     `mel_stats.json` an earlier run left is removed, as it would describe other files.
@@ -360,10 +374,12 @@ def prepare_corpus(
     _check_apart(src_path, out_path)
     if mel_stats is not None:
         _stats_frontend(mel_stats, sample_rate)  # a wrong preset or rate fails before any conversion
+    layout = GROUP_LAYOUTS.get(fmt)  # None: not a corpus of group folders
+    if speaker_groups is not None and layout is not SPEAKERS:
+        raise DataError(f"speaker groups are a column of speakers.tsv; the format {fmt} writes none")
     listing = read_corpus(fmt, src_path, exclude=out_path)
     found = len(listing.items) + len(listing.problems)
-    by_speaker = fmt == SPEAKER_FORMAT
-    if val_size is not None and listing.items and val_size >= len(listing.items) and not by_speaker:
+    if val_size is not None and listing.items and val_size >= len(listing.items) and layout is None:
         raise DataError(f"--val-size {val_size} leaves no training files: {src_path} has {len(listing.items)} "
                         "audio files; lower --val-size")
 
@@ -379,7 +395,7 @@ def prepare_corpus(
     from gankit.data.corpus_stats import STATS_FILE
 
     recorded = _read_record(out_path)
-    tables = [SPEAKERS_FILE] if by_speaker else []
+    tables = [layout.table_file] if layout is not None else []
     planned = {*LISTS, *tables, *(f"wavs/{i}.wav" for i in items), *([STATS_FILE] if mel_stats is not None else [])}
     _check_targets(src_path, out_path, planned)
     _refuse_foreign(out_path, planned, recorded)
@@ -411,8 +427,8 @@ def prepare_corpus(
                 converted[result.id] = result
             else:
                 skipped.append(Skip(result.id, str(items[result.id].path), result.reason, result.detail))
-        if by_speaker:
-            skipped += _drop_small_speakers(wav_dir, converted, items)
+        if layout is not None:
+            skipped += _drop_small_groups(wav_dir, converted, items, layout)
         written = {i: result.seconds for i, result in converted.items()}
         source_rates = Counter(result.source_rate for result in converted.values())
 
@@ -422,8 +438,8 @@ def prepare_corpus(
             why = ", ".join(f"{n} {REASONS[r]}" for r, n in counts.most_common()) or "no audio files found"
             raise DataError(f"no usable audio in {src_path} (format {fmt}): {why}; see {out_path / 'skipped.txt'}")
         texts = {item.id: item.text for item in listing.items}
-        if by_speaker:
-            train_ids, val_ids = _split_speakers(out_path, sorted(written), texts, val_size, speaker_groups)
+        if layout is not None:
+            train_ids, val_ids = _split_groups(out_path, layout, sorted(written), texts, val_size, speaker_groups)
         else:
             train_ids, val_ids = _split_ids(sorted(written), val_size, out_path / "skipped.txt")
         write_filelist(out_path / "train.txt", [FileListEntry(i, texts[i]) for i in train_ids])
@@ -451,12 +467,16 @@ def prepare_corpus(
         foreign=_foreign_wavs(out_path, this_run),
         mel_stats=stats_path,
         mel_stats_line=stats_line,
-        speakers=len(count_files(list(written))) if by_speaker else 0,
+        speakers=len(count_files(list(written))) if layout is SPEAKERS else 0,
+        domains=len(count_files(list(written))) if layout is DOMAINS else 0,
     )
 
 
-def _drop_small_speakers(wav_dir: Path, converted: dict[str, _Result], items: Mapping[str, SourceItem]) -> list[Skip]:
-    """Remove from `converted` (and OUT) the files of speakers with fewer than MIN_FILES usable files; their skips."""
+def _drop_small_groups(
+    wav_dir: Path, converted: dict[str, _Result], items: Mapping[str, SourceItem], layout: GroupLayout
+) -> list[Skip]:
+    """Remove from `converted` (and OUT) the files of groups (speakers, domains) with fewer than MIN_FILES usable
+    files; their skips."""
     skips: list[Skip] = []
     counts = count_files(list(converted))
     for utterance_id in sorted(converted):
@@ -466,23 +486,32 @@ def _drop_small_speakers(wav_dir: Path, converted: dict[str, _Result], items: Ma
         del converted[utterance_id]
         target = wav_dir / f"{utterance_id}.wav"
         target.unlink(missing_ok=True)
-        for folder in target.parents:  # the speaker's folders, left empty
+        for folder in target.parents:  # the group's folders, left empty
             if folder == wav_dir or not folder.is_relative_to(wav_dir) or any(folder.iterdir()):
                 break
             folder.rmdir()
-        skips.append(Skip(utterance_id, str(items[utterance_id].path), "few_files",
-                          f"speaker {speaker_of(utterance_id)} has {n} usable file(s); a speaker needs {MIN_FILES} "
-                          "(one to train on, one to validate)"))
+        skips.append(Skip(utterance_id, str(items[utterance_id].path), layout.few_reason,
+                          f"{layout.noun} {speaker_of(utterance_id)} has {n} usable file(s); a {layout.noun} needs "
+                          f"{MIN_FILES} (one to train on, one to validate)"))
     return skips
 
 
-def _split_speakers(
-    out: Path, ids: list[str], texts: Mapping[str, str], val_size: int | None, groups: Mapping[str, str] | None
+def _split_groups(
+    out: Path,
+    layout: GroupLayout,
+    ids: list[str],
+    texts: Mapping[str, str],
+    val_size: int | None,
+    speaker_groups: Mapping[str, str] | None,
 ) -> tuple[list[str], list[str]]:
-    """(train, val) holding out the same sentences for every speaker, and OUT/speakers.tsv."""
+    """(train, val) holding out the same sentences for every group that read them (without texts: each group's
+    last files), and the group table: OUT/speakers.tsv or OUT/domains.tsv."""
     sentences = default_val_sentences(ids) if val_size is None else val_size
     train_ids, val_ids = split_by_sentence(ids, texts, sentences)
-    write_speaker_table(out / SPEAKERS_FILE, speaker_table(ids, groups))
+    if layout is SPEAKERS:
+        write_speaker_table(out / layout.table_file, speaker_table(ids, speaker_groups))
+    else:
+        write_domain_table(out / layout.table_file, domain_table(ids))
     return train_ids, val_ids
 
 

@@ -1,5 +1,7 @@
 """Multi-speaker corpora (`gankit prepare --format speakers`, `--builtin vc-demo`): ids `<speaker>/<utterance>`,
 the speaker table `speakers.tsv` and the validation split that holds out the same sentences for every speaker.
+Domain corpora (gankit.data.domains) share the split, the file counts and the table reader and writer: their ids
+are `<domain>/<item>` alike, and without texts the split holds out each group's last files.
 
 `speakers.tsv` is a header line `speaker<TAB>label<TAB>group`, then one row per speaker in sorted order with labels
 0..N-1 (a voice-conversion model's speaker classes) and a group (`en`/`ru` for vc-demo, empty for plain folders).
@@ -101,25 +103,38 @@ def speaker_table(ids: Sequence[str], groups: Mapping[str, str] | None = None) -
 
 
 def write_speaker_table(path: str | os.PathLike[str], speakers: Sequence[Speaker]) -> None:
-    rows = [f"{s.name}\t{s.label}\t{s.group}\n" for s in speakers]
-    write_text(path, f"{SPEAKERS_HEADER}\n" + "".join(rows))
+    write_label_table(path, SPEAKERS_HEADER, [(s.name, s.label, s.group) for s in speakers])
 
 
 def read_speaker_table(path: str | os.PathLike[str]) -> list[Speaker]:
     """The rows of a `speakers.tsv`; DataError naming the file and line when it is not one gankit prepare writes."""
+    rows = read_label_table(path, SPEAKERS_HEADER, "speakers")
+    return [Speaker(name, int(label), group) for name, label, group in rows]
+
+
+def write_label_table(path: str | os.PathLike[str], header: str, rows: Sequence[Sequence[object]]) -> None:
+    """A group table (`speakers.tsv`, `domains.tsv`): `header`, then one tab-separated line per row."""
+    write_text(path, f"{header}\n" + "".join("\t".join(map(str, row)) + "\n" for row in rows))
+
+
+def read_label_table(path: str | os.PathLike[str], header: str, fmt: str) -> list[list[str]]:
+    """The rows of a group table whose first line is `header` (`name<TAB>label[<TAB>…]`), each row's label its
+    position 0..N-1; DataError naming the file and line when it is not one `gankit prepare --format fmt` writes."""
     p = Path(path)
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise DataError(f"{p} not found; prepare the corpus with `gankit prepare SRC OUT --format speakers`") from None
+        raise DataError(f"{p} not found; prepare the corpus with `gankit prepare SRC OUT --format {fmt}`") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{p}: cannot be read as UTF-8 text ({exc})") from None
-    if not lines or lines[0] != SPEAKERS_HEADER:
-        raise DataError(f"{p}: the first line must be the header {SPEAKERS_HEADER!r}")
-    speakers: list[Speaker] = []
+    if not lines or lines[0] != header:
+        raise DataError(f"{p}: the first line must be the header {header!r}")
+    columns = header.split("\t")
+    rows: list[list[str]] = []
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split("\t")
-        if len(fields) != 3 or not fields[0] or not fields[1].isdigit() or int(fields[1]) != len(speakers):
-            raise DataError(f"{p}, line {number}: expected `speaker<TAB>{len(speakers)}<TAB>group`")
-        speakers.append(Speaker(fields[0], int(fields[1]), fields[2]))
-    return speakers
+        if len(fields) != len(columns) or not fields[0] or not fields[1].isdigit() or int(fields[1]) != len(rows):
+            expected = "<TAB>".join([columns[0], str(len(rows)), *columns[2:]])
+            raise DataError(f"{p}, line {number}: expected `{expected}`")
+        rows.append(fields)
+    return rows
