@@ -30,7 +30,7 @@ Deviations from the original (the first two change no output; the third changes 
 Parameter names are the original's (`start`, `dilated_convs.N.dilated_conv`, `layers.N.causal`, `convs.N`, …), so
 its `encoder_state` / `decoder_state` / `discriminator_state` load with `load_state_dict`. As in the original, the
 last decoder layer's `residual` convolution has an output nobody reads: it exists (and is counted) but gets no
-gradient. Initialisation is PyTorch's default, as the original's.
+gradient, so it is built with requires_grad False. Initialisation is PyTorch's default, as the original's.
 
 Generation: `WaveNetDecoder.generate` runs an `IncrementalDecoder`, which keeps, per dilated layer, a ring buffer of
 the last (kernel − 1) · dilation inputs of that layer, so one new sample costs two small matrix products per layer
@@ -242,6 +242,9 @@ class WaveNetDecoder(nn.Module):
         self.condition = nn.Conv1d(cond, skip, 1)
         self.fc = nn.Conv1d(skip, skip, 1)
         self.logits = nn.Conv1d(skip, cfg.n_classes, 1)
+        # The last layer's residual output is never read (as the original's): frozen, so optimizers, DDP and the
+        # unused-parameter probe all know it takes no gradient (its weights still load from the original's files).
+        self.layers[-1].residual.requires_grad_(False)
 
     @property
     def receptive_field(self) -> int:

@@ -14,6 +14,7 @@ TASKS: dict[str, tuple[str, str]] = {
     "melgan": ("gankit.tasks.melgan", "build_melgan_task"),
     "dcgan": ("gankit.tasks.dcgan", "build_dcgan_task"),
     "stargan_vc": ("gankit.tasks.stargan_vc", "build_stargan_vc_task"),
+    "music_translation": ("gankit.tasks.music_translation", "build_music_translation_task"),
 }
 
 
