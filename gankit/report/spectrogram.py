@@ -36,6 +36,21 @@ class AudioInfo:
     rms_dbfs: float
 
 
+def _frontend_section(config: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The run's `frontend:` with its preset's defaults filled in (a saved config may hold only `{preset: hifigan}`,
+    whose 8 kHz top the report must draw to); None when there is none or it does not build."""
+    frontend = config.get("frontend") if isinstance(config, Mapping) else None
+    if not isinstance(frontend, Mapping) or "preset" not in frontend:
+        return None
+    from gankit.audio.mel import build_frontend
+    from gankit.errors import ConfigError
+
+    try:
+        return build_frontend(frontend).to_config()
+    except (ConfigError, TypeError, ValueError):
+        return None
+
+
 def mel_params_from_config(config: Mapping[str, Any] | None) -> MelParams:
     """The run's own mel settings if the config holds a mapping with n_mels (at most 3 levels deep)."""
 
@@ -50,7 +65,7 @@ def mel_params_from_config(config: Mapping[str, Any] | None) -> MelParams:
                 return found
         return None
 
-    section = find(config, 0)
+    section = _frontend_section(config) or find(config, 0)
     if section is None:
         return MelParams()
 
