@@ -497,6 +497,26 @@ def test_the_session_takes_a_generator_losss_floor_from_its_critics_first_readou
     assert s.loss_floors == {"g/adv": pytest.approx(1.0 * N_SUB)}  # LSGAN: score scale sqrt(2 · 0.5) = 1
 
 
+def test_logged_scalars_that_are_not_losses_are_never_spikes(tmp_path: Path) -> None:
+    """Measured: music_translation_tiny's confusion accuracy 0.33 → 0.83 (one batch of 6) was called a loss spike
+    when accuracies were logged as losses; a task now returns them as LossTerms.scalars."""
+    def stream() -> list[StepRecord]:
+        records = list(healthy_stream(80))
+        for r in records:
+            r.losses["d/conf_acc"] = 1 / 3
+        records[60].losses["d/conf_acc"] = 5 / 6
+        return records
+
+    s = HealthSettings.from_dict({"loss_spike": {"grace": 20, "window": 50}, "divergence": {"steps": 10}})
+    assert [f.kind for _, f in run([LossSpikeCheck(s.loss_spike, s.divergence)], iter(stream()))] == ["loss_spike"]
+    assert run([LossSpikeCheck(s.loss_spike, s.divergence, ignored={"d/conf_acc"})], iter(stream())) == []
+    session_, _, _ = session(tmp_path)
+    out = outcome_of(next(healthy_stream(1)))
+    out.scalar_names.add("g/conf_acc")
+    session_.after_step(1, out, out.losses, {})
+    assert session_.not_losses == {"g/conf_acc"}
+
+
 # --- nonfinite -----------------------------------------------------------------------------------
 def gate(precision: str = "fp32", others: int = 0, **cfg: Any) -> NonfiniteGate:
     s = HealthSettings.from_dict({"nonfinite": cfg}).nonfinite

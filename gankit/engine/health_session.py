@@ -99,6 +99,7 @@ class HealthSession:
         s = self.settings
         self.critic_prefixes: set[str] = set()  # "d/": the critics' own losses, which loss_spike leaves alone
         self.loss_floors: dict[str, float] = {}  # "g/adv" → the rise loss_spike ignores (the critic's scale)
+        self.not_losses: set[str] = set()  # logged scalars that are not losses (LossTerms.scalars): never spikes
         self.checks: list[Check] = self._build_checks() if s.enabled else []
         self.critic_checks: dict[str, list[Check]] = {}
         self._saved_critic_states: dict[str, Any] = {}  # states of critics not seen yet since a resume
@@ -129,7 +130,7 @@ class HealthSession:
             checks.append(ClassifierCheck(s.confusion_classifier_wins, s.auxiliary_classifier_at_chance))
         if s.loss_spike.enabled or s.divergence.enabled:
             checks.append(LossSpikeCheck(s.loss_spike, s.divergence, critic_prefixes=self.critic_prefixes,
-                                         floors=self.loss_floors))
+                                         floors=self.loss_floors, ignored=self.not_losses))
         return checks
 
     def _critic(self, group: str, readout: CriticReadout) -> list[Check]:
@@ -174,6 +175,7 @@ class HealthSession:
     ) -> str:
         """Feed the step to every check; returns "continue", "rollback" or "stop" (agreed over ranks)."""
         self.step = step
+        self.not_losses.update(outcome.scalar_names)
         stepped_nets = [k for g in sorted(outcome.stepped) for k in self.groups.get(g, ())]
         layer_grads = self.layer_norms.compute(stepped_nets) if self.layer_norms is not None else {}
         self.last_layer_grads = layer_grads if self.settings.layer_grads else {}

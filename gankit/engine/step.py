@@ -30,6 +30,7 @@ class StepOutcome:
     critics: dict[str, CriticReadout] = field(default_factory=dict)  # critic group → its last readout
     outputs: OutputPair | None = None
     classifiers: dict[str, ClassifierReadout] = field(default_factory=dict)  # network → its last readout
+    scalar_names: set[str] = field(default_factory=set)  # logged names that are not losses (LossTerms.scalars)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,8 @@ class StepRunner:
                     with frozen(others), self.precision.autocast():
                         terms = self.task.loss(update.group, self._view((update.group,)), batch, ctx)
                     _backward(self.precision.scale(terms.total / len(batches)))
-                    _accumulate(logs[update.group], terms.logs, 1.0 / len(batches))
+                    _accumulate(logs[update.group], {**terms.logs, **terms.scalars}, 1.0 / len(batches))
+                    out.scalar_names.update(terms.scalars)
                     if terms.readout is not None:
                         out.critics[update.group] = terms.readout
                     for readout in terms.classifiers:

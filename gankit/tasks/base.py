@@ -103,6 +103,9 @@ class LossTerms:
     total: Tensor
     logs: dict[str, float] = field(default_factory=dict)
     readout: CriticReadout | None = None
+    # Other scalars worth logging beside the losses (accuracies, mean probabilities, scores): logged and shown like
+    # `logs`, never judged as losses (an accuracy rising is no loss spike).
+    scalars: dict[str, float] = field(default_factory=dict)
     outputs: OutputPair | None = None
     classifiers: list[ClassifierReadout] = field(default_factory=list)
 

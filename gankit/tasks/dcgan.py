@@ -147,8 +147,8 @@ class DcganTask:
             readout = CriticReadout([p_real], [p_fake], [float(total.detach())], no_information_loss=NO_INFORMATION_BCE,
                                     score_scale=1.0, objective="bce", sub_names=["discriminator"])
             logs = {"d/total": float(total.detach()), "d/real": float(real_loss.detach()),
-                    "d/fake": float(fake_loss.detach()), "d/real_prob": p_real, "d/fake_prob": p_fake}
-            return LossTerms(total, logs, readout=readout)
+                    "d/fake": float(fake_loss.detach())}
+            return LossTerms(total, logs, readout=readout, scalars={"d/real_prob": p_real, "d/fake_prob": p_fake})
         logits = d(self._seen_by_d(fake, batch, "fake", ctx.step)).float()
         adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # non-saturating
         features = self.validation.features_pair(fake.detach(), real) if not ctx.probe else None

@@ -148,8 +148,8 @@ class MusicTranslationTask:
             ce, accuracy = self._confusion(nets["classifier"], latent, domains)
             readout = ClassifierReadout("classifier", accuracy, float(ce.detach()), chance=1.0 / len(self.domains),
                                         role="confusion")
-            return LossTerms(ce * d_lambda, {"d/conf": float(ce.detach()), "d/conf_acc": accuracy},
-                             classifiers=[readout])
+            return LossTerms(ce * d_lambda, {"d/conf": float(ce.detach())}, classifiers=[readout],
+                             scalars={"d/conf_acc": accuracy})
         latent = nets["encoder"](batch["augmented"])
         clean: Tensor = batch["audio"]
         logs: dict[str, float] = {}
@@ -168,8 +168,8 @@ class MusicTranslationTask:
         confusion, accuracy = self._confusion(nets["classifier"], latent, domains)
         total = recon - d_lambda * confusion
         logs.update({"g/total": float(total.detach()), "g/recon": float(recon.detach()),
-                     "g/conf": float(confusion.detach()), "g/conf_acc": accuracy})
-        return LossTerms(total, logs)
+                     "g/conf": float(confusion.detach())})
+        return LossTerms(total, logs, scalars={"g/conf_acc": accuracy})
 
     # --- data, validation, export -----------------------------------------------------------------
     def build_datasets(self, seed: int, log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, Any]]]:

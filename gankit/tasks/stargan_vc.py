@@ -248,8 +248,9 @@ class StarGanVcTask:
             classifier = ClassifierReadout("discriminator", accuracy, float(cls.detach()),
                                            chance=1.0 / len(self.speakers), role="auxiliary")
             logs = {"d/total": float(total.detach()), "d/adv": float(adv.detach()), "d/gp": float(gp.detach()),
-                    "d/cls": float(cls.detach()), "d/cls_acc": accuracy, "d/real": real_mean, "d/fake": fake_mean}
-            return LossTerms(total, logs, readout=readout, classifiers=[classifier])
+                    "d/cls": float(cls.detach())}
+            scalars = {"d/cls_acc": accuracy, "d/real": real_mean, "d/fake": fake_mean}
+            return LossTerms(total, logs, readout=readout, classifiers=[classifier], scalars=scalars)
         g = nets["generator"]
         converted_scores, converted_logits = d(vc.converted, per_frame=True)
         identity_scores, identity_logits = d(vc.identity, per_frame=True)
@@ -260,11 +261,11 @@ class StarGanVcTask:
         id_weight = w.identity_weight(ctx.step)
         total = w.w_adv * adv + w.w_cls * cls + w.w_cyc * cycle + id_weight * identity
         logs = {"g/total": float(total.detach()), "g/adv": float(adv.detach()), "g/cls": float(cls.detach()),
-                "g/cycle": float(cycle.detach()), "g/identity": float(identity.detach()),
-                "g/target_acc": _accuracy(converted_logits.detach(), t)}
+                "g/cycle": float(cycle.detach()), "g/identity": float(identity.detach())}
         # Health reads the converted mels as one-channel images: level, spread and batch diversity against the real.
         outputs = OutputPair(vc.converted.detach()[:, None], x[:, None], kind="image")
-        return LossTerms(total, logs, outputs=outputs)
+        return LossTerms(total, logs, outputs=outputs,
+                         scalars={"g/target_acc": _accuracy(converted_logits.detach(), t)})
 
     # --- data, validation, export -----------------------------------------------------------------
     def build_datasets(self, seed: int, log: Callable[[str], None] = print) -> tuple[Any, list[dict[str, Any]]]:

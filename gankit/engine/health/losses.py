@@ -35,14 +35,16 @@ class LossSpikeCheck(Check):
         divergence: DivergenceSettings,
         critic_prefixes: Collection[str] = (),
         floors: Mapping[str, float] | None = None,
+        ignored: Collection[str] = (),
     ) -> None:
         """`critic_prefixes`: the critics' loss names start with one of them ("d/"), left out unless
-        `critic_losses`; `floors`: loss name → the least rise that counts. The session fills both when a
-        critic's first readout arrives."""
+        `critic_losses`; `floors`: loss name → the least rise that counts (the session fills both when a
+        critic's first readout arrives); `ignored`: logged names that are not losses (accuracies)."""
         self.s = spike
         self.d = divergence
         self.critic_prefixes = critic_prefixes
         self.floors: Mapping[str, float] = floors if floors is not None else {}
+        self.ignored = ignored
         self.phase: list[str] = []
         self._w: dict[str, Window] = {}
         self._out: dict[str, deque[bool]] = {}
@@ -52,7 +54,7 @@ class LossSpikeCheck(Check):
         return min(max(self.s.grace, MIN_HISTORY), self.s.window)
 
     def _watched(self, losses: Mapping[str, float]) -> list[str]:
-        names = sorted(losses)
+        names = sorted(n for n in losses if n not in self.ignored)
         if self.s.losses is not None:
             return [n for n in names if n in self.s.losses]
         if self.s.critic_losses:
