@@ -1,5 +1,10 @@
 """`gankit vocode --checkpoint CKPT MELS… --out-dir DIR`: `.npy` mels → `DIR/<stem>.wav` (16-bit PCM).
 
+Mels longer than `--chunk-frames` (default 512) are read memory-mapped and vocoded in chunks with the generator's
+context, the WAV written as it goes (`gankit.infer.chunked_files`): memory does not grow with length, and the audio
+equals the whole-utterance audio within float rounding. Shorter ones (all of them with `--chunk-frames 0`) are
+vocoded whole, batched by `--batch-size`.
+
 Start-up time matters here (people time the whole process), so this module imports argparse only and `run` imports
 just torch, numpy, soundfile and the few gankit modules on the path: no librosa (mels are given), no tqdm for a
 single file, no matplotlib or tensorboard.
@@ -8,7 +13,12 @@ single file, no matplotlib or tensorboard.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+# The same number as gankit.infer.chunking.DEFAULT_CHUNK_FRAMES (a test keeps them equal), written out so that
+# building the parser imports no torch.
+DEFAULT_CHUNK_FRAMES = 512
 
 
 def positive_int(text: str) -> int:
@@ -18,6 +28,16 @@ def positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}")
     return value
 
 
@@ -58,6 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="vocode mels whose band count does not fit the checkpoint's preset by interpolating the "
                    "bands (a rough preview; without it such files are refused)")
+    p.add_argument("--chunk-frames", type=non_negative_int, default=DEFAULT_CHUNK_FRAMES, metavar="N",
+                   help=f"mels longer than N frames are read memory-mapped and vocoded N frames at a time with the "
+                   f"generator's context, the wav written as it goes: memory stays flat however long the mel, the "
+                   f"audio equals whole-utterance vocoding (default {DEFAULT_CHUNK_FRAMES}; 0: every mel whole)")
     add_inference_arguments(p)
     p.set_defaults(run=run)
 
@@ -76,10 +100,16 @@ def check_out_dir(out_dir: Path) -> None:
         raise GankitError(f"{out_dir}: --out-dir exists and is not a folder; choose another path")
 
 
+# Over this many frames (~24 s at hop 256) glibc is told to hand chunk-sized blocks back to the OS, which keeps the
+# peak flat over hours of audio; process-wide and lasting, so short inputs (and tests calling main) leave it alone.
+FLAT_PEAK_FRAMES = 2048
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from gankit.errors import MelInputError
+    from gankit.infer.chunked_files import merge_reports, return_freed_tensors_to_the_os, run_chunked_jobs
     from gankit.infer.files import (
         AUDIO_SUFFIXES,
         Console,
@@ -90,14 +120,19 @@ def run(args: argparse.Namespace) -> int:
         plan_jobs,
         run_jobs,
     )
-    from gankit.infer.mel_input import frames_hint, read_mel
+    from gankit.infer.mel_input import MappedMel, frames_hint, open_mel, read_mel
     from gankit.infer.vocoder import load_vocoder
 
     check_out_dir(args.out_dir)
     advice = "an audio file; vocode takes .npy mels — use `gankit resynth` to vocode audio"
     inputs = collect_inputs(args.inputs, (".npy",), MelInputError, {s: advice for s in AUDIO_SUFFIXES})
-    jobs = plan_jobs(inputs, args.out_dir, frames_hint if args.batch_size > 1 else lambda _: 0)
+    needs_length = args.batch_size > 1 or args.chunk_frames > 0
+    jobs = plan_jobs(inputs, args.out_dir, frames_hint if needs_length else lambda _: 0)
     replacing = check_outputs(jobs, inputs, args.out_dir, args.overwrite)
+    long_jobs: list[Job] = []
+    whole_jobs: list[Job] = []
+    for job in jobs:
+        (long_jobs if args.chunk_frames and job.length > args.chunk_frames else whole_jobs).append(job)
     apply_threads(args.threads)
     vocoder = load_vocoder(args.checkpoint, config=args.config, best=args.best, device=args.device)
     print(f"loaded {vocoder.source}: {vocoder.sample_rate} Hz, {vocoder.n_mels} mels "
@@ -109,8 +144,23 @@ def run(args: argparse.Namespace) -> int:
             console.warn(f"warning: {job.source}: {warning}")
         return mel
 
-    report = run_jobs(jobs, vocoder, read, torch.from_numpy, batch_size=args.batch_size, verbose=args.verbose,
+    def open_long(job: Job, console: Console) -> MappedMel:
+        mel, warning = open_mel(job.source, vocoder.frontend, vocoder.min_frames, force=args.force)
+        if warning:
+            console.warn(f"warning: {job.source}: {warning}")
+        return mel
+
+    report = run_jobs(whole_jobs, vocoder, read, torch.from_numpy, batch_size=args.batch_size, verbose=args.verbose,
                       progress=not args.no_progress)
+    if len(whole_jobs) == 1 < len(jobs):  # run_jobs announces skips only when it has several files itself
+        for skipped in report.skipped:
+            print(f"skipped: {skipped.error}", file=sys.stderr, flush=True)
+    if long_jobs:
+        if max(job.length for job in long_jobs) > FLAT_PEAK_FRAMES:
+            return_freed_tensors_to_the_os()  # so the peak stays one chunk's over any number of chunks
+        chunked = run_chunked_jobs(long_jobs, vocoder, open_long, args.chunk_frames, announce_skips=len(jobs) > 1,
+                                   verbose=args.verbose, progress=not args.no_progress)
+        report = merge_reports(report, chunked)
     print(report.speed_line("vocoded", replacing))
     finish(report, "mels", args.out_dir)
     return 0

@@ -1,8 +1,12 @@
-"""`Vocoder`: a generator prepared for inference (eval, weight norm folded, no autograd) plus its mel front-end."""
+"""`Vocoder`: a generator prepared for inference (eval, weight norm folded, no autograd) plus its mel front-end.
+
+Long mels are vocoded in pieces (`vocode_chunked`, `stream`) with the context `gankit.infer.chunking` derives, so
+memory stays that of one piece and the audio equals the whole-utterance call within float rounding.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,15 @@ from torch import Tensor, nn
 
 from gankit.audio.mel import MelFrontend, build_frontend
 from gankit.errors import MelInputError
+from gankit.infer.chunking import (
+    DEFAULT_CHUNK_FRAMES,
+    FrameContext,
+    MelFrames,
+    Window,
+    generator_context,
+    plan_windows,
+    window_for,
+)
 from gankit.models.layers import remove_parametrizations
 
 ArrayLike = Tensor | np.ndarray
@@ -67,6 +80,19 @@ class _ValidLengthMask:
             handle.remove()
 
 
+def _as_tensor(mel: ArrayLike) -> Tensor:
+    """A tensor sharing a numpy array's memory where it can; read-only arrays (a read-only memory map) are copied."""
+    if not isinstance(mel, np.ndarray):
+        return mel
+    array = np.ascontiguousarray(mel)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
+def _like(wave: Tensor, like: ArrayLike) -> ArrayLike:
+    """`wave` as the kind of `like`: a float32 numpy array on the CPU, or a tensor on `like`'s device."""
+    return wave.cpu().numpy() if isinstance(like, np.ndarray) else wave.to(like.device)
+
+
 class Vocoder:
     """Mel → waveform with one generator and the front-end it was trained on.
 
@@ -90,6 +116,7 @@ class Vocoder:
         self.step = step
         # Shortest mel the generator accepts; HiFi-GAN's zero-padded convolutions take a single frame.
         self.min_frames = int(getattr(generator, "min_frames", 1))
+        self._context: FrameContext | None = None
 
     def __repr__(self) -> str:
         return (
@@ -119,16 +146,17 @@ class Vocoder:
         return self
 
     # --- vocoding ----------------------------------------------------------------------------------------
-    def _check_mel(self, mel: Tensor) -> None:
+    def _check_mel(self, mel: Tensor, *, whole: bool = True, dims: tuple[int, ...] = (2, 3)) -> None:
+        """Shape, dtype, values; `whole=False` for a piece of a mel, which may be shorter than `min_frames`."""
         shape = tuple(mel.shape)
-        if mel.dim() not in (2, 3) or shape[-2] != self.n_mels:
+        if mel.dim() not in dims or shape[-2] != self.n_mels:
+            takes = " or ".join(f"[{'batch, ' if d == 3 else ''}{self.n_mels}, frames]" for d in dims)
             raise MelInputError(
-                f"mel of shape {list(shape)}: this vocoder takes [{self.n_mels}, frames] or "
-                f"[batch, {self.n_mels}, frames] (preset {self.frontend.preset})"
+                f"mel of shape {list(shape)}: this vocoder takes {takes} (preset {self.frontend.preset})"
             )
         if not mel.is_floating_point():
             raise MelInputError(f"mel of dtype {mel.dtype}: a log-mel is floating point")
-        if shape[-1] < self.min_frames:
+        if whole and shape[-1] < self.min_frames:
             raise MelInputError(f"mel of {shape[-1]} frames: the generator needs at least {self.min_frames}")
         if not bool(torch.isfinite(mel).all()):
             raise MelInputError("mel holds NaN or infinite values; the vocoder would output noise or silence")
@@ -169,6 +197,94 @@ class Vocoder:
                 with _ValidLengthMask(self.generator, frames, self.device):
                     waves = self.generator(batch).squeeze(1)
         return [waves[i, : self.frontend.output_length(n)].to(tensors[i].device) for i, n in enumerate(frames)]
+
+    # --- long mels: pieces and streams --------------------------------------------------------------------
+    @property
+    def context(self) -> FrameContext:
+        """Mel frames a piece needs on each side to come out as in the whole utterance (`gankit.infer.chunking`:
+        from the architecture for HiFi-GAN and MelGAN, probed for other generators); computed once, on first use."""
+        if self._context is None:
+            self._context = generator_context(self.generator, self.n_mels, self.hop_length)
+        return self._context
+
+    def _vocode_window(self, held: Tensor, window: Window, held_start: int = 0) -> Tensor:
+        """The audio of frames [keep_start, keep_end) computed from frames [start, end) of a mel of which `held`
+        [n_mels, frames] holds frames from `held_start` on; on the vocoder's device."""
+        piece = held[:, window.start - held_start : window.end - held_start]
+        self._check_mel(piece, dims=(2,))
+        with torch.inference_mode():
+            wave = self.generator(piece.to(self.device, torch.float32)[None])[0, 0]
+        hop = self.hop_length
+        return wave[(window.keep_start - window.start) * hop : (window.keep_end - window.start) * hop]
+
+    def vocode_chunked(
+        self, mel: ArrayLike | MelFrames, chunk_frames: int = DEFAULT_CHUNK_FRAMES
+    ) -> Iterator[Tensor]:
+        """A [n_mels, T] mel's audio in pieces of `chunk_frames`·hop samples (the last may be shorter) whose
+        concatenation equals `vocoder(mel)` within float rounding (each piece is computed with `context` frames on
+        each side). Memory is one piece's whatever T: a numpy memmap or a `MelFrames` source (a memory-mapped file,
+        `gankit.infer.mel_input.MappedMel`) is read one window at a time, and checked as it is read. Tensors on the
+        mel's device (numpy and `MelFrames`: CPU)."""
+        if isinstance(mel, (Tensor, np.ndarray)):
+            if mel.ndim != 2 or mel.shape[0] != self.n_mels:
+                raise MelInputError(
+                    f"mel of shape {list(mel.shape)}: vocode_chunked takes [{self.n_mels}, frames] "
+                    f"(preset {self.frontend.preset})"
+                )
+            total = int(mel.shape[-1])
+            out_device = mel.device if isinstance(mel, Tensor) else torch.device("cpu")
+        else:
+            total = int(mel.frames)
+            out_device = torch.device("cpu")
+        if total < self.min_frames:
+            raise MelInputError(f"mel of {total} frames: the generator needs at least {self.min_frames}")
+        for window in plan_windows(total, chunk_frames, self.context, self.min_frames):
+            if isinstance(mel, Tensor):
+                piece = mel[:, window.start : window.end]
+            elif isinstance(mel, np.ndarray):
+                piece = _as_tensor(mel[:, window.start : window.end])
+            else:
+                piece = _as_tensor(mel.read(window.start, window.end))
+            yield self._vocode_window(piece, window, window.start).to(out_device)
+
+    def stream(self, mel_chunks: Iterable[ArrayLike]) -> Iterator[ArrayLike]:
+        """Vocode a mel arriving in pieces ([n_mels, t] each, any t ≥ 0, e.g. a TTS model's output as it is made):
+        yields audio pieces whose concatenation equals `vocoder(whole mel)` within float rounding.
+
+        A mel frame's audio is yielded as soon as `context.right` frames after it have arrived (that many frames are
+        held back, and flushed when the chunks end); each step recomputes `context.left` frames before the new ones,
+        so tiny chunks cost more compute per frame than large ones. Numpy pieces come back as float32 numpy arrays,
+        tensors as tensors on the latest chunk's device. A stream of fewer than `min_frames` frames raises
+        `MelInputError` at its end, as `vocoder(mel)` would."""
+        context = self.context
+        keep_before = max(context.left, self.min_frames)  # frames before the next output kept for its context
+        held: Tensor | None = None  # mel frames [held_start, received), on the vocoder's device
+        held_start = received = emitted = 0
+        like: ArrayLike | None = None
+        for chunk in mel_chunks:
+            tensor = _as_tensor(chunk)
+            self._check_mel(tensor, whole=False, dims=(2,))
+            like = chunk
+            if tensor.shape[-1] == 0:
+                continue
+            piece = tensor.to(self.device, torch.float32)
+            held = piece if held is None else torch.cat([held, piece], dim=1)
+            received += int(piece.shape[-1])
+            ready = received - context.right  # frames whose right context has all arrived
+            if ready > emitted and received >= self.min_frames:
+                window = window_for(emitted, ready, received, context, self.min_frames)
+                yield _like(self._vocode_window(held, window, held_start), like)
+                emitted = ready
+                drop = max(0, emitted - keep_before) - held_start
+                if drop > 0:
+                    held, held_start = held[:, drop:], held_start + drop
+        if received < self.min_frames:
+            raise MelInputError(
+                f"the stream brought {received} mel frames: the generator needs at least {self.min_frames}"
+            )
+        if received > emitted and held is not None and like is not None:
+            window = window_for(emitted, received, received, context, self.min_frames)
+            yield _like(self._vocode_window(held, window, held_start), like)
 
     # --- analysis ----------------------------------------------------------------------------------------
     def mel(self, wave: ArrayLike) -> Tensor:
