@@ -183,3 +183,30 @@ def test_training_resumes_bit_identically(corpus: Path, tmp_path: Path) -> None:
     for net in a:
         for key, value in a[net].items():
             assert torch.equal(value, b[net][key]), (net, key)
+
+
+def test_a_new_domain_trains_its_decoder_from_a_run_with_the_encoder_frozen(corpus: Path, tmp_path: Path) -> None:
+    """`--init-from` a two-domain run with a three-domain list: the encoder (train.freeze) and the old decoders
+    (frozen too here) keep their weights, the classifier is built fresh (train.init_skip: its output size changed),
+    the new decoder trains."""
+    first = tmp_path / "two"
+    args = ("train.val_every=1000", "train.ckpt_every=2", "train.max_steps=2")
+    assert train(config(corpus, "data.domains=[saw, sine]", "data.batch_size=2", *args), first, progress=False) == 0
+    old = torch.load(first / "checkpoints" / "state_00000002.pt", weights_only=True)["networks"]
+    grown = tmp_path / "three"
+    freeze = "train.freeze=[encoder, decoder_saw, decoder_sine]"
+    with pytest.raises(Exception, match="optimizer state does not fit"):  # g's optimizer now holds a third decoder
+        train(config(corpus, freeze, "train.init_skip=[classifier]", *args), grown, init_from=str(first),
+              progress=False)
+    assert train(config(corpus, freeze, "train.init_skip=[classifier]", *args), tmp_path / "three_fresh",
+                 init_from=str(first), reset_optimizer=True, progress=False) == 0
+    new = torch.load(tmp_path / "three_fresh" / "checkpoints" / "state_00000002.pt", weights_only=True)["networks"]
+    for net in ("encoder", "decoder_saw", "decoder_sine"):
+        assert all(torch.equal(v, new[net][k]) for k, v in old[net].items()), net
+    torch.manual_seed(1234)  # the run's seed: the fresh networks' starting weights
+    start = build_task(config(corpus)).build_networks()
+    moved = [k for k, v in new["decoder_square"].items() if not torch.equal(v, start["decoder_square"].state_dict()[k])]
+    assert len(moved) > len(new["decoder_square"]) // 2
+    assert new["classifier"]["convs.6.weight"].shape[0] == 3
+    with pytest.raises(ConfigError, match=r"train\.freeze: no network\(s\) decoder_flute"):
+        train(config(corpus, "train.freeze=[decoder_flute]", *args), tmp_path / "bad", progress=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gankit.errors import ConfigError
@@ -31,6 +31,11 @@ class TrainSettings:
     # BatchNorm statistics over all ranks' shares (CUDA/NCCL only: SyncBatchNorm does not run on CPU); without
     # it each rank normalises its own share, and rank 0's running statistics are broadcast before saves.
     sync_batchnorm: bool = False
+    # Networks frozen for the whole run (requires_grad False: no optimizer moves them, no check calls them dead),
+    # e.g. the encoder while a new domain's decoder trains from `--init-from`.
+    freeze: list[str] = field(default_factory=list)
+    # Networks `--init-from` leaves as freshly built (e.g. a classifier whose output size changed with the domains).
+    init_skip: list[str] = field(default_factory=list)
 
     @property
     def ema_settings(self) -> EmaSettings | None:

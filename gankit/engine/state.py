@@ -3,7 +3,7 @@ original files is `gankit/initial_weights.py`'s, above the engine: the engine ne
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,15 +29,19 @@ class InitialWeights:
         nets: Mapping[str, nn.Module],
         optimizers: Mapping[str, torch.optim.Optimizer],
         emas: Mapping[str, Any],
+        skip: Collection[str] = (),
     ) -> None:
-        unknown = sorted(set(self.networks) - set(nets))
+        """Load every saved network but those in `skip` (train.init_skip), and the optimizer moments. A network the
+        task has and the file lacks stays as built (a new domain's decoder)."""
+        unknown = sorted(set(self.networks) - set(nets) - set(skip))
         if unknown:
             raise CheckpointError(
                 f"{self.source}: holds network(s) {', '.join(unknown)} this task does not have "
                 f"(it has {', '.join(nets)}); was it made for another model family?"
             )
         for name, state in self.networks.items():
-            load_state_strict(nets[name], state, name, self.source)
+            if name not in skip:
+                load_state_strict(nets[name], state, name, self.source)
         for key, optimizer in optimizers.items():
             if key in self.optimizers:
                 _load_moments(optimizer, self.optimizers[key], self.source)
@@ -45,7 +49,7 @@ class InitialWeights:
         if saved_ema and not all(k in nets for k in saved_ema):
             saved_ema = {"generator": saved_ema}  # written before train.ema named its networks: the generator's
         for key, ema in emas.items():
-            if key in self.networks:  # an EMA starts from the loaded weights unless the source kept one
+            if key in self.networks and key not in skip:  # from the loaded weights unless the source kept an EMA
                 ema.load_state_dict(saved_ema.get(key, nets[key].state_dict()))
 
 

@@ -65,6 +65,13 @@ class Trainer:
         self.fault = install_from_environment()
 
         self.nets: dict[str, nn.Module] = {k: n.to(self.device) for k, n in task.build_networks().items()}
+        for option in ("freeze", "init_skip"):
+            unknown = sorted(set(getattr(self.settings, option)) - set(self.nets))
+            if unknown:
+                raise ConfigError(f"train.{option}: no network(s) {', '.join(unknown)} in this task; its networks "
+                                  f"are {', '.join(self.nets)}.")
+        for key in self.settings.freeze:
+            self.nets[key].requires_grad_(False)
         if self.settings.sync_batchnorm:
             if self.device.type != "cuda":
                 raise ConfigError("train.sync_batchnorm needs CUDA (SyncBatchNorm does not run on CPU); without it "
@@ -102,8 +109,12 @@ class Trainer:
         )
         resumed = self._resume()
         if not resumed and init is not None:
-            init.apply(self.nets, self.optim.optimizers, self.emas)
-            self._print(f"initialised from {init.source} ({', '.join(sorted(init.networks))})")
+            skip = set(self.settings.init_skip)
+            init.apply(self.nets, self.optim.optimizers, self.emas, skip=skip)
+            loaded = sorted(set(init.networks) - skip)
+            fresh = sorted(set(self.nets) - set(loaded))
+            self._print(f"initialised from {init.source} ({', '.join(loaded)})"
+                        + (f"; built fresh: {', '.join(fresh)}" if fresh else ""))
 
         self.live = self._wrap_ddp()
         seed = int(config.get("seed", 1234))
