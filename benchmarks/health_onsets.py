@@ -68,6 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scenarios", default=",".join(INDUCED), help="induced scenarios (comma-separated)")
     p.add_argument("--induced-config", default="hifigan_tiny", choices=("hifigan_tiny", "melgan_tiny"))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for every run (repeatable), e.g. loss.lambda_mel=45")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     return p.parse_args(argv)
 
@@ -100,7 +102,7 @@ def faults_for(kwargs: dict[str, Any], onset: int, task: str) -> Any:
 
 
 def train_once(config_name: str, corpus: Path, run: Path, steps: int, seed: int, threads: int,
-               faults: Any = None) -> dict[str, Any]:
+               faults: Any = None, extra: list[str] | None = None) -> dict[str, Any]:
     """One run at default health settings; returns its events and timing."""
     import gankit.tasks as tasks
     from gankit.config import load_config
@@ -109,7 +111,8 @@ def train_once(config_name: str, corpus: Path, run: Path, steps: int, seed: int,
     from tests.support import faulty_tasks
 
     overrides = [f"data.dir={corpus}", f"train.max_steps={steps}", f"seed={seed}", f"train.num_threads={threads}",
-                 f"train.ckpt_every={steps}", "train.val_every=1000", "validation.best_measures=[]", "device=cpu"]
+                 f"train.ckpt_every={steps}", "train.val_every=1000", "validation.best_measures=[]", "device=cpu",
+                 *(extra or [])]
     _, config = load_config(config_name, overrides)
     task = str(config["task"])
     saved = tasks.TASKS.get(task)
@@ -138,14 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="health_onsets_"))
     out.mkdir(parents=True, exist_ok=True)
     corpus = args.data or festvox_corpus(out)
-    print(f"machine: {describe_machine()}\ncorpus: {corpus}\nruns: {out}", flush=True)
-    results: dict[str, Any] = {"machine": describe_machine(), "healthy": [], "induced": []}
+    print(f"machine: {describe_machine()}\ncorpus: {corpus}\nruns: {out}\noverrides: {args.override}", flush=True)
+    results: dict[str, Any] = {"machine": describe_machine(), "overrides": args.override, "healthy": [], "induced": []}
 
     if args.only in (None, "healthy"):
         for name in args.configs.split(","):
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 run = out / f"healthy_{name}_seed{seed}"
-                r = train_once(name, corpus, run, args.steps, seed, args.threads)
+                r = train_once(name, corpus, run, args.steps, seed, args.threads, extra=args.override)
                 alarms = [(e["step"], e["kind"]) for e in serious(r["events"])]
                 results["healthy"].append({"config": name, "seed": seed, "steps": args.steps, "alarms": alarms,
                                            "seconds": round(r["seconds"])})
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             run = out / f"induced_{args.induced_config}_{scenario}"
             task = args.induced_config.removesuffix("_tiny")
             r = train_once(args.induced_config, corpus, run, onset + args.after if onset else args.after, 1,
-                           args.threads, faults_for(kwargs, onset, task))
+                           args.threads, faults_for(kwargs, onset, task), extra=args.override)
             named = [e["step"] for e in r["events"] if e["kind"] == kind]
             before = [(e["step"], e["kind"]) for e in serious(r["events"]) if e["step"] < onset]
             row = {"config": args.induced_config, "scenario": scenario, "kind": kind, "onset": onset,
