@@ -17,7 +17,8 @@ from gankit.errors import GankitError, describe_decode_error, describe_os_error
 # Subcommand → module in gankit.commands. Each module imports only argparse at its top, so building
 # the parser is cheap; torch, librosa and matplotlib are imported inside `run`.
 COMMANDS: tuple[str, ...] = (
-    "demo", "prepare", "train", "vocode", "resynth", "convert", "evaluate", "export", "report", "sample",
+    "demo", "prepare", "train", "vocode", "resynth", "convert", "translate", "evaluate", "export", "report",
+    "sample",
 )
 
 

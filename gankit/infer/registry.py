@@ -24,6 +24,7 @@ TASKS: dict[str, InferenceKind] = {
     "melgan": InferenceKind("vocoder", "gankit.infer.vocoder", "vocode, resynth, evaluate, export"),
     "dcgan": InferenceKind("image", "gankit.infer.images", "sample"),
     "stargan_vc": InferenceKind("converter", "gankit.infer.conversion", "convert, evaluate"),
+    "music_translation": InferenceKind("translator", "gankit.infer.translation", "translate"),
 }
 
 
