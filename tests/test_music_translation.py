@@ -210,3 +210,20 @@ def test_a_new_domain_trains_its_decoder_from_a_run_with_the_encoder_frozen(corp
     assert new["classifier"]["convs.6.weight"].shape[0] == 3
     with pytest.raises(ConfigError, match=r"train\.freeze: no network\(s\) decoder_flute"):
         train(config(corpus, "train.freeze=[decoder_flute]", *args), tmp_path / "bad", progress=False)
+
+
+def test_an_unreadable_file_is_replaced_by_another_of_its_domain(corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from gankit.data.sampler import REPLACED_KEY
+
+    data = tmp_path / "data"
+    shutil.copytree(corpus, data)
+    task = build_task(config(data))
+    dataset, _ = task.build_datasets(seed=1, log=lambda _: None)
+    broken = dataset.entries[4]  # a sine file
+    (data / "wavs" / f"{broken.id}.wav").write_bytes(b"not audio")
+    item = dataset[SampleKey(0, 7, 4)]
+    assert item[REPLACED_KEY][0][0] == broken.id and item["id"] != broken.id
+    assert item["id"].startswith("sine/") and int(item["domain"]) == 1  # the batch stays balanced
+    assert item["id"] == dataset[SampleKey(0, 7, 4)]["id"]  # the replacement is drawn from the key alone

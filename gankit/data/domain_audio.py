@@ -18,6 +18,7 @@ import torch
 from gankit.audio.io import AudioReadError, read_audio
 from gankit.audio.mulaw import mu_law_encode
 from gankit.data.filelist import FileListEntry
+from gankit.data.replacement import read_with_replacements
 from gankit.data.sampler import REPLACED_KEY, SampleKey, rng_for
 from gankit.data.speakers import speaker_of
 from gankit.data.vocoder_data import peak_normalise
@@ -76,6 +77,7 @@ class DomainAudioDataset(torch.utils.data.Dataset):
         self.wav_dir = Path(wav_dir)
         self.domains = list(domains)
         self.labels = [self.domains.index(speaker_of(e.id)) for e in self.entries]
+        self.ids = [e.id for e in self.entries]
         self.sample_rate = sample_rate
         self.segment = segment
         self.seed = seed
@@ -89,19 +91,9 @@ class DomainAudioDataset(torch.utils.data.Dataset):
         if not isinstance(key, SampleKey):
             key = SampleKey(0, int(key), int(key))
         rng = rng_for(self.seed, SEGMENT_STREAM, key.epoch, key.position)
-        index, replaced = key.index, []
-        for attempt in range(1, MAX_REPLACEMENTS + 1):
-            try:
-                wave = self._segment(index, rng)
-                break
-            except (AudioReadError, FileNotFoundError) as exc:
-                replaced.append((self.entries[index].id, str(exc)))
-                same = [i for i, label in enumerate(self.labels) if label == self.labels[key.index]]
-                index = same[int(rng_for(self.seed, SEGMENT_STREAM, key.epoch, key.position, attempt)
-                                 .integers(len(same)))]
-        else:
-            raise DataError(f"{MAX_REPLACEMENTS} training files in a row could not be read (last: "
-                            f"{replaced[-1][1]}); check that {self.wav_dir} is still there")
+        wave, index, replaced = read_with_replacements(
+            lambda i: self._segment(i, rng), key, self.ids, self.seed, SEGMENT_STREAM, self.wav_dir, MAX_REPLACEMENTS,
+            pool=lambda: [i for i, label in enumerate(self.labels) if label == self.labels[key.index]])
         augmented = self.augment(wave, self.sample_rate, rng)
         item: dict[str, Any] = {
             "audio": torch.from_numpy(mu_law_encode(wave)), "augmented": torch.from_numpy(mu_law_encode(augmented)),

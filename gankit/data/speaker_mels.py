@@ -19,6 +19,7 @@ from gankit.audio.io import AudioReadError, read_audio
 from gankit.audio.mel import MelFrontend
 from gankit.audio.mel_scaling import MelScaling, log_mel_range
 from gankit.data.filelist import FileListEntry
+from gankit.data.replacement import read_with_replacements
 from gankit.data.sampler import REPLACED_KEY, SampleKey, rng_for
 from gankit.data.speakers import Speaker, speaker_of
 from gankit.data.vocoder_data import peak_normalise
@@ -87,6 +88,7 @@ class SpeakerMelDataset(torch.utils.data.Dataset):
         self.frontend = frontend
         self.speakers = speakers
         self.labels = [speakers.label(speaker_of(e.id)) for e in self.entries]
+        self.ids = [e.id for e in self.entries]
         self.scaling = scaling
         self.frames = frames
         self.segment_samples = frontend.output_length(frames)
@@ -100,20 +102,10 @@ class SpeakerMelDataset(torch.utils.data.Dataset):
         if not isinstance(key, SampleKey):
             key = SampleKey(0, int(key), int(key))
         rng = rng_for(self.seed, SEGMENT_STREAM, key.epoch, key.position)
-        index, replaced = key.index, []
-        for attempt in range(1, MAX_REPLACEMENTS + 1):
-            try:
-                mel = self._segment(index, rng)
-                break
-            except (AudioReadError, FileNotFoundError) as exc:
-                replaced.append((self.entries[index].id, str(exc)))
-                # Another file of the same speaker, chosen from the key alone, keeps the batch balanced.
-                same = [i for i, label in enumerate(self.labels) if label == self.labels[key.index]]
-                index = same[int(rng_for(self.seed, SEGMENT_STREAM, key.epoch, key.position, attempt)
-                                 .integers(len(same)))]
-        else:
-            raise DataError(f"{MAX_REPLACEMENTS} training files in a row could not be read (last: "
-                            f"{replaced[-1][1]}); check that {self.wav_dir} is still there")
+        # A replacement is another file of the same speaker: the batch stays balanced.
+        mel, index, replaced = read_with_replacements(
+            lambda i: self._segment(i, rng), key, self.ids, self.seed, SEGMENT_STREAM, self.wav_dir, MAX_REPLACEMENTS,
+            pool=lambda: [i for i, label in enumerate(self.labels) if label == self.labels[key.index]])
         source = self.labels[index]
         partners = self.speakers.partners(source)
         target = partners[int(rng.integers(len(partners)))]

@@ -21,6 +21,7 @@ import torch.utils.data
 
 from gankit.audio.io import audio_info, read_audio
 from gankit.data.filelist import FileListEntry, read_filelist
+from gankit.data.replacement import read_with_replacements
 from gankit.data.sampler import CROP_STREAM, REPLACED_KEY, SampleKey, rng_for
 from gankit.errors import AudioReadError, DataError
 
@@ -107,6 +108,7 @@ class VocoderTrainDataset(torch.utils.data.Dataset):
         if segment_size < 1:
             raise DataError(f"data.segment_size must be ≥ 1, got {segment_size}")
         self.entries = list(entries)
+        self.ids = [e.id for e in self.entries]
         self.wav_dir = Path(wav_dir)
         self.mels_dir = Path(mels_dir) if mels_dir is not None else None
         if random_gain is not None and self.mels_dir is not None:
@@ -128,23 +130,11 @@ class VocoderTrainDataset(torch.utils.data.Dataset):
         if not isinstance(key, SampleKey):
             key = SampleKey(0, int(key), int(key))
         rng = rng_for(self.seed, CROP_STREAM, key.epoch, key.position)
-        index = key.index
-        replaced: list[tuple[str, str]] = []
-        for attempt in range(1, MAX_REPLACEMENTS + 1):
-            try:
-                item = self._item(index, rng)
-            except (AudioReadError, FileNotFoundError) as exc:
-                replaced.append((self.entries[index].id, str(exc)))
-                # Another item, chosen from the key alone so every worker layout picks the same one.
-                index = int(rng_for(self.seed, CROP_STREAM, key.epoch, key.position, attempt).integers(len(self)))
-                continue
-            if replaced:
-                item[REPLACED_KEY] = replaced
-            return item
-        raise DataError(
-            f"{MAX_REPLACEMENTS} training files in a row could not be read (last: {replaced[-1][1]}); "
-            f"check that {self.wav_dir} is still there"
-        )
+        item, _, replaced = read_with_replacements(lambda i: self._item(i, rng), key, self.ids, self.seed,
+                                                   CROP_STREAM, self.wav_dir, MAX_REPLACEMENTS)
+        if replaced:
+            item[REPLACED_KEY] = replaced
+        return item
 
     def _item(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
         entry = self.entries[index]

@@ -18,8 +18,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from gankit.errors import ConfigError
-from gankit.models.layers import config_from_dict
+from gankit.models.layers import config_from_dict, is_int, model_error
 
 LRELU_SLOPE = 0.2
 INIT_STD = 0.02
@@ -44,17 +43,17 @@ class DcganConfig:
         return config_from_dict(cls, d, section="model")
 
     def validate(self) -> None:
-        if not _is_int(self.image_size) or self.image_size not in IMAGE_SIZES:
-            _fail(f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size!r}")
-        if not _is_int(self.channels) or self.channels not in CHANNELS:
-            _fail(f"channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
+        if not is_int(self.image_size) or self.image_size not in IMAGE_SIZES:
+            model_error(f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {self.image_size!r}")
+        if not is_int(self.channels) or self.channels not in CHANNELS:
+            model_error(f"channels must be 1 (grey) or 3 (RGB), got {self.channels!r}")
         for name in ("latent_size", "g_width", "d_width"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                _fail(f"{name} must be a positive integer, got {value!r}")
+            if not is_int(value) or value < 1:
+                model_error(f"{name} must be a positive integer, got {value!r}")
         p = self.d_dropout
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            _fail(f"d_dropout must be a number in [0, 1), got {p!r}")
+            model_error(f"d_dropout must be a number in [0, 1), got {p!r}")
         self.d_dropout = float(p)
 
     @property
@@ -64,14 +63,6 @@ class DcganConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _fail(message: str) -> None:
-    raise ConfigError(f"model: {message}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # True would pass for 1
 
 
 def init_dcgan_weights(module: nn.Module) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, NoReturn, Protocol, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -124,3 +124,25 @@ def check_channel_divisor(divisor: Any) -> int:
         raise ConfigError(f"channel_divisor must be a positive integer (1 = the original widths), got {divisor!r}")
     return divisor
 
+
+
+def model_error(message: str) -> NoReturn:
+    """A `model:` config value that cannot build a network."""
+    raise ConfigError(f"model: {message}")
+
+
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (YAML's `true` must not pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    if not is_int(value) or value < 1:
+        model_error(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_dropout(name: str, p: Any) -> float:
+    """A dropout probability in [0, 1) as a float."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        model_error(f"{name} must be a number in [0, 1), got {p!r}")
+    return float(p)

@@ -49,8 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gankit.errors import ConfigError
-from gankit.models.layers import config_from_dict
+from gankit.models.layers import check_dropout, check_positive_int, config_from_dict, is_int, model_error
 
 Sampler = Callable[[Tensor], Tensor]
 """logits [B, n_classes] → one class per row, int64 [B]."""
@@ -90,37 +89,24 @@ class MusicTranslationConfig:
         for name in ("encoder_blocks", "encoder_layers", "encoder_channels", "latent_channels", "encoder_pool",
                      "classifier_layers", "classifier_channels", "decoder_blocks", "decoder_layers",
                      "residual_channels", "skip_channels"):
-            _check_positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         for name in ("n_domains", "n_classes"):
-            _check_positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
             if getattr(self, name) < 2:
-                _fail(f"{name} must be at least 2, got {getattr(self, name)!r}")
+                model_error(f"{name} must be at least 2, got {getattr(self, name)!r}")
         k = self.encoder_kernel
-        if not _is_int(k) or k < 1 or k % 2 == 0:
-            _fail(f"encoder_kernel must be a positive odd integer (its layers keep the length), got {k!r}")
+        if not is_int(k) or k < 1 or k % 2 == 0:
+            model_error(f"encoder_kernel must be a positive odd integer (its layers keep the length), got {k!r}")
         k = self.decoder_kernel
-        if not _is_int(k) or k < 2:
-            _fail(f"decoder_kernel must be an integer ≥ 2 (a causal convolution needs a past tap), got {k!r}")
-        p = self.classifier_input_dropout
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            _fail(f"classifier_input_dropout must be a number in [0, 1), got {p!r}")
-        self.classifier_input_dropout = float(p)
+        if not is_int(k) or k < 2:
+            model_error(f"decoder_kernel must be an integer ≥ 2 (a causal convolution needs a past tap), got {k!r}")
+        self.classifier_input_dropout = check_dropout("classifier_input_dropout", self.classifier_input_dropout)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _fail(message: str) -> None:
-    raise ConfigError(f"model: {message}")
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if not _is_int(value) or value < 1:
-        _fail(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_classes(who: str, classes: Tensor, n_classes: int) -> None:
@@ -289,7 +275,7 @@ class WaveNetDecoder(nn.Module):
             raise ValueError(f"{who}: prompt has batch {prompt.shape[0]}, latent {batch}")
         if n_samples is None:
             n_samples = latent.shape[-1] * self.cfg.encoder_pool - prompt.shape[1]
-        if not _is_int(n_samples) or n_samples < 1:
+        if not is_int(n_samples) or n_samples < 1:
             raise ValueError(f"{who}: n_samples must be a positive integer, got {n_samples!r}")
         self._check_latent(who, latent, batch, prompt.shape[1] + n_samples)
         return n_samples, prompt

@@ -36,7 +36,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gankit.errors import ConfigError
-from gankit.models.layers import apply_norm, config_from_dict
+from gankit.models.layers import (
+    apply_norm,
+    check_dropout,
+    check_positive_int,
+    config_from_dict,
+    is_int,
+    model_error,
+)
 
 DOWNSAMPLING = 4  # two stride-2 layers: the generator's T must be a multiple of this
 MIN_FRAMES = 8  # the third layer's output (T/4) must keep 2 frames for instance norm
@@ -66,42 +73,28 @@ class StarGanVcConfig:
 
     def validate(self) -> None:
         for name in ("n_mels", "g_channels", "bottleneck_channels", "d_channels", "embedding_size"):
-            _check_positive_int(name, getattr(self, name))
-        _check_positive_int("n_speakers", self.n_speakers)
+            check_positive_int(name, getattr(self, name))
+        check_positive_int("n_speakers", self.n_speakers)
         if self.n_speakers < 2:
-            _fail(f"n_speakers must be at least 2, got {self.n_speakers!r}")
+            model_error(f"n_speakers must be at least 2, got {self.n_speakers!r}")
         for name in ("kernel_outer", "kernel_inner"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1 or value % 2 == 0:
-                _fail(f"{name} must be a positive odd integer (stride-1 layers keep the length), got {value!r}")
+            if not is_int(value) or value < 1 or value % 2 == 0:
+                model_error(f"{name} must be a positive odd integer (stride-1 layers keep the length), got {value!r}")
         k = self.kernel_down
-        if not _is_int(k) or k < 2 or k % 2 == 1:
-            _fail(f"kernel_down must be an even integer ≥ 2 (stride-2 layers halve the length exactly), got {k!r}")
+        if not is_int(k) or k < 2 or k % 2 == 1:
+            model_error(f"kernel_down must be an even integer ≥ 2 (stride-2 layers halve the length exactly), "
+                        f"got {k!r}")
         if not isinstance(self.source_conditioning, bool):
-            _fail(f"source_conditioning must be true or false, got {self.source_conditioning!r}")
-        self.d_dropout = _check_dropout(self.d_dropout)
+            model_error(f"source_conditioning must be true or false, got {self.source_conditioning!r}")
+        self.d_dropout = check_dropout("d_dropout", self.d_dropout)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _fail(message: str) -> None:
-    raise ConfigError(f"model: {message}")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if not _is_int(value) or value < 1:
-        _fail(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_dropout(p: Any) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-        _fail(f"d_dropout must be a number in [0, 1), got {p!r}")
-    return float(p)
 
 
 class GatedConv(nn.Module):
@@ -260,13 +253,13 @@ class StarGanVcSpec256Config:
         return config_from_dict(cls, d, section="model")
 
     def validate(self) -> None:
-        _check_positive_int("n_labels", self.n_labels)
+        check_positive_int("n_labels", self.n_labels)
         if self.n_labels < 2:
-            _fail(f"n_labels must be at least 2, got {self.n_labels!r}")
-        if not _is_int(self.n_res_blocks) or self.n_res_blocks < 0:
-            _fail(f"n_res_blocks must be a non-negative integer, got {self.n_res_blocks!r}")
-        _check_positive_int("d_channels", self.d_channels)
-        self.d_dropout = _check_dropout(self.d_dropout)
+            model_error(f"n_labels must be at least 2, got {self.n_labels!r}")
+        if not is_int(self.n_res_blocks) or self.n_res_blocks < 0:
+            model_error(f"n_res_blocks must be a non-negative integer, got {self.n_res_blocks!r}")
+        check_positive_int("d_channels", self.d_channels)
+        self.d_dropout = check_dropout("d_dropout", self.d_dropout)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
