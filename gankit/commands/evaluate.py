@@ -58,6 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     vc.add_argument("--seed", type=int, default=None, help="the untrained generator's seed (default 0)")
     vc.add_argument("--workers", type=positive_int, default=None, metavar="N",
                     help="processes that convert, voice and score in parallel (default: one per CPU core, at most 8)")
+    mt = p.add_argument_group("music-translation checkpoints; --data is a prepared domain corpus (--max-utterances, "
+                              "--compare-untrained and --seed apply too)")
+    mt.add_argument("--max-seconds", type=positive_float, default=None, metavar="S",
+                    help="translate the first S seconds of each held-out recording (default 1)")
     p.set_defaults(run=run)
 
 
@@ -83,6 +87,22 @@ def checkpoint_kind(checkpoint: str, best: bool) -> str | None:
     return entry.kind if entry is not None else None
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _run_translation(args: argparse.Namespace) -> int:
+    from gankit.commands.evaluate_translation import run as run_translation
+
+    return run_translation(args)
+
+
 def _run_conversion(args: argparse.Namespace) -> int:
     from gankit.commands.evaluate_conversion import run as run_conversion
 
@@ -95,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
     if kind is None and given:
         kind = "converter"  # what the options say it is; its loader names the problem
     evaluation: Callable[[argparse.Namespace], int] = EVALUATIONS.get(kind or "vocoder", run_vocoder)
+    if kind != "translator" and args.max_seconds is not None:
+        from gankit.errors import ConfigError
+
+        raise ConfigError(f"{args.checkpoint}: --max-seconds is for music-translation checkpoints")
     if kind == "vocoder" and given:
         from gankit.errors import ConfigError
 
@@ -160,4 +184,5 @@ def run_vocoder(args: argparse.Namespace) -> int:
 
 # The evaluation of each kind of model (infer/registry.py); any other kind goes to the vocoder's, which refuses it
 # naming what the file holds.
-EVALUATIONS: dict[str, Callable[[argparse.Namespace], int]] = {"vocoder": run_vocoder, "converter": _run_conversion}
+EVALUATIONS: dict[str, Callable[[argparse.Namespace], int]] = {"vocoder": run_vocoder, "converter": _run_conversion,
+                                                                "translator": _run_translation}
