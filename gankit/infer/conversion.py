@@ -17,17 +17,10 @@ from torch import Tensor
 from gankit.audio.io import resample
 from gankit.audio.mel import StftMelFrontend, build_frontend
 from gankit.audio.mel_scaling import BandStandardisation, MelScaling, scaling_from_dict
-from gankit.checkpoint_io import (
-    GANKIT_GENERATOR,
-    GANKIT_STATE,
-    checkpoint_kind,
-    load_state_strict,
-    safe_load,
-)
+from gankit.checkpoint_io import load_state_strict
 from gankit.data.vocoder_data import peak_normalise
 from gankit.errors import CheckpointError, ConfigError, MelInputError
-from gankit.infer.loading import resolve_checkpoint, resolve_device
-from gankit.infer.registry import require_kind, task_of
+from gankit.infer.loading import load_generator_file, resolve_device
 from gankit.infer.vocoder import Vocoder, load_vocoder, prepare_for_inference
 from gankit.models.stargan_vc import ARCHITECTURES, DOWNSAMPLING, MIN_FRAMES, VcArchitecture, vc_architecture
 
@@ -327,17 +320,8 @@ def load_converter(source: str | Path, device: str | torch.device = "cpu", *, be
     """A `VoiceConverter` from a `stargan_vc` generator file (`RUN/checkpoints/generator_N.pt`) or its run directory
     (the latest generator, or the best with `best=True`). Read with `torch.load(weights_only=True)`; another kind of
     file is refused naming what it holds and the commands that take it."""
-    path = resolve_checkpoint(source, best)
-    obj = safe_load(path)
-    kind = checkpoint_kind(obj, path)
-    task = task_of(obj)
-    if task is None:  # the original HiFi-GAN and MelGAN files: vocoders
-        raise CheckpointError(f"{path}: an original HiFi-GAN/MelGAN vocoder file, not a voice-conversion model; pass "
-                              "a stargan_vc generator_N.pt as the checkpoint (a vocoder goes to --vocoder)")
-    require_kind(task, "converter", path, "convert takes voice-conversion generator files")
-    if kind == GANKIT_STATE:
-        raise CheckpointError(f"{path}: a training state; pass the run's generator_N.pt file or the run directory")
-    assert kind == GANKIT_GENERATOR
+    path, obj = load_generator_file(source, best, "converter", "a voice-conversion model", "stargan_vc",
+                                    "convert takes voice-conversion generator files", " (a vocoder goes to --vocoder)")
     model_dict, state = obj.get("model"), obj.get("state_dict")
     if not isinstance(model_dict, dict) or not isinstance(state, dict) or not isinstance(obj.get("frontend"), dict):
         raise CheckpointError(f"{path}: malformed conversion file ('model', 'state_dict' or 'frontend' missing); "

@@ -34,7 +34,7 @@ from gankit.checkpoint_io import (
     safe_load,
 )
 from gankit.errors import CheckpointError, ConfigError
-from gankit.infer.registry import require_kind, tasks_of_kind
+from gankit.infer.registry import require_kind, task_of, tasks_of_kind
 
 MANIFEST = "manifest.json"
 _ORIGINAL_G = re.compile(r"^g_(\d+)$")
@@ -99,6 +99,26 @@ def resolve_checkpoint(source: str | Path, best: bool = False) -> Path:
         f"{path}: not a gankit run directory (no checkpoints/{MANIFEST}) and no original g_XXXXXXXX files in it; "
         "pass a checkpoint file or a run directory that has saved a checkpoint"
     )
+
+
+def load_generator_file(source: str | Path, best: bool, kind: str, noun: str, task: str, wanted_by: str,
+                        hint: str = "") -> tuple[Path, dict[str, Any]]:
+    """(path, payload) of a gankit generator file of `kind` (infer/registry.py) — a file or a run directory's latest
+    (best) generator — read with `weights_only=True`. Refused with one line: an original HiFi-GAN/MelGAN file (a
+    vocoder: "not `noun`; pass a `task` generator_N.pt …`hint`"), another kind's file (`require_kind`, `wanted_by`),
+    a training state."""
+    path = resolve_checkpoint(source, best)
+    obj = safe_load(path)
+    file_kind = checkpoint_kind(obj, path)
+    holder = task_of(obj)
+    if holder is None:  # the original HiFi-GAN and MelGAN files: vocoders
+        raise CheckpointError(f"{path}: an original HiFi-GAN/MelGAN vocoder file, not {noun}; pass a {task} "
+                              f"generator_N.pt as the checkpoint{hint}")
+    require_kind(holder, kind, path, wanted_by)
+    if file_kind == GANKIT_STATE:
+        raise CheckpointError(f"{path}: a training state; pass the run's generator_N.pt file or the run directory")
+    assert file_kind == GANKIT_GENERATOR
+    return path, obj
 
 
 def _from_manifest(folder: Path, best: bool) -> Path:

@@ -27,11 +27,10 @@ from torch import Tensor
 
 from gankit.audio.io import resample
 from gankit.audio.mulaw import mu_law_decode, mu_law_encode
-from gankit.checkpoint_io import GANKIT_GENERATOR, GANKIT_STATE, checkpoint_kind, load_state_strict, safe_load
+from gankit.checkpoint_io import load_state_strict
 from gankit.data.vocoder_data import peak_normalise
 from gankit.errors import AudioReadError, CheckpointError, ConfigError
-from gankit.infer.loading import resolve_checkpoint, resolve_device
-from gankit.infer.registry import require_kind, task_of
+from gankit.infer.loading import load_generator_file, resolve_device
 from gankit.infer.vocoder import prepare_for_inference
 from gankit.models.music_translation import Encoder, MusicTranslationConfig, WaveNetDecoder
 
@@ -228,17 +227,8 @@ def load_translator(source: str | Path, device: str | torch.device = "cpu", *, b
     """A `Translator` from a `music_translation` generator file (`RUN/checkpoints/generator_N.pt`) or its run
     directory (the latest generator, or the best with `best=True`). Read with `torch.load(weights_only=True)`;
     another kind of file is refused naming what it holds and the commands that take it."""
-    path = resolve_checkpoint(source, best)
-    obj = safe_load(path)
-    kind = checkpoint_kind(obj, path)
-    task = task_of(obj)
-    if task is None:  # the original HiFi-GAN and MelGAN files: vocoders
-        raise CheckpointError(f"{path}: an original HiFi-GAN/MelGAN vocoder file, not a music-translation model; "
-                              "pass a music_translation generator_N.pt as the checkpoint")
-    require_kind(task, "translator", path, "translate takes music-translation generator files")
-    if kind == GANKIT_STATE:
-        raise CheckpointError(f"{path}: a training state; pass the run's generator_N.pt file or the run directory")
-    assert kind == GANKIT_GENERATOR
+    path, obj = load_generator_file(source, best, "translator", "a music-translation model", "music_translation",
+                                    "translate takes music-translation generator files")
     if not isinstance(obj.get("model"), dict):
         raise CheckpointError(f"{path}: malformed music-translation file ('model' missing); export it again from "
                               "its run")
