@@ -62,7 +62,7 @@ def test_page_shows_every_part_of_the_run(run_dir: Path, index: Path) -> None:
     page = parse(index)
     text = " ".join(page.text)
     sections = {a["id"] for t, a in page.tags if t == "section"}
-    assert sections == {"run", "config", "losses", "validation", "events", "samples", "layers"}
+    assert sections == {"run", "config", "losses", "validation", "evaluation", "events", "samples", "layers"}
 
     environment = json.loads((run_dir / "environment.json").read_text())
     assert environment["torch"] in text and "data.items" in text and "steps/s" in text

@@ -58,7 +58,7 @@ def test_page_shows_the_conversion_metrics_pairs_and_health(run_dir: Path, index
     page = parse(index)
     text = " ".join(page.text)
     assert {a["id"] for t, a in page.tags if t == "section"} == {
-        "run", "config", "losses", "validation", "events", "samples", "layers"}
+        "run", "config", "losses", "validation", "evaluation", "events", "samples", "layers"}
     # Validation: every conversion measure a column of the table, the best checkpoint by val/target_share.
     rows = list(read_jsonl(run_dir / "validation.jsonl"))
     assert [r["step"] for r in rows] == [2, 4]

@@ -44,7 +44,8 @@ def _discriminator_names(keys: tuple[str, ...], nets: Mapping[str, nn.Module]) -
 
 
 def output_columns(record: StepRecord) -> dict[str, float]:
-    """The output statistics of a record as metrics.jsonl columns: what the drift checks judge, made visible."""
+    """The output statistics and classifier accuracies of a record as metrics.jsonl columns: what the drift and
+    classifier checks judge, made visible."""
     out: dict[str, float] = {}
     fake, real = record.fake_audio, record.real_audio
     if fake is not None and real is not None:
@@ -54,6 +55,12 @@ def output_columns(record: StepRecord) -> dict[str, float]:
         if real.std > 0:
             out["out/dc_over_real_std"] = (fake.mean - real.mean) / real.std
     out.update({f"out/{k}": v for k, v in record.image_stats.items()})
+    # Each classifier's accuracy beside its chance level (from its ClassifierReadout), so a report can draw the one
+    # against the other without knowing the task: a confusion classifier should stay near chance, an auxiliary one
+    # rise above it.
+    for network, (accuracy, chance, _role, _group) in record.classifiers.items():
+        out[f"acc/{network}"] = accuracy
+        out[f"chance/{network}"] = chance
     return out
 
 
@@ -110,7 +117,8 @@ class HealthSession:
         self.sink = EventSink(run, console, writer=dist.is_main and bool(getattr(run, "writer", True)))
         self.limiter = RateLimiter()
         self.last_layer_grads: dict[str, float] = {}
-        # The generated-vs-real output statistics the checks read this step ("out/…"), for metrics.jsonl.
+        # The generated-vs-real output statistics ("out/…") and classifier accuracies with their chance levels
+        # ("acc/…", "chance/…") the checks read this step, for metrics.jsonl.
         self.last_outputs: dict[str, float] = {}
         self.step = 0
         # In memory only (a rollback reloads the state, these must survive it); identical on every rank.

@@ -478,7 +478,7 @@ class Trainer:
             row.update({f"loss/{k}": v for k, v in losses.items()})
             row.update({f"lr/{k}": v for k, v in lr.items()})
             row.update({f"grad_norm/{k}": v for k, v in outcome.grad_norms.items()})
-            row.update(self.health.last_outputs)  # out/…: generated vs real statistics the health checks read
+            row.update(self.health.last_outputs)  # out/…, acc/…, chance/…: what the health checks read
             if outcome.skipped:
                 row["skipped"] = sorted(outcome.skipped)
             assert self.run.metrics is not None and self.run.layer_grads is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ import numpy as np
 from gankit import atomic
 from gankit.errors import ConfigError
 from gankit.report import plots
+from gankit.report.evaluation_section import evaluation_section
+from gankit.report.figures import FigureFolder
 from gankit.report.html import (
     Markup,
     Section,
@@ -30,6 +31,7 @@ from gankit.report.html import (
     table,
     url,
 )
+from gankit.report.loss_section import losses_section
 from gankit.report.media import MediaWriter, SampleMedia, remove_unlisted
 from gankit.report.rundir import MediaFile, RunData, SampleSet, Validation, load_run
 from gankit.report.spectrogram import mel_params_from_config
@@ -37,7 +39,6 @@ from gankit.report.stats import format_duration, format_number, training_timing
 
 MARKER = ".gankit-report"  # marks a folder as the report's own
 MAX_EVENT_ROWS = 2000  # a run that logs more events than this shows the newest ones; the plot shows all
-_SLUG = re.compile(r"[^A-Za-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,13 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None,
         Section("config", "Config", page.config()),
         Section("losses", "Losses", page.losses()),
         Section("validation", "Validation", page.validation()),
+        Section("evaluation", "Evaluation", page.evaluation()),
         Section("events", "Health events", page.events()),
         Section("samples", "Samples", page.samples()),
         Section("layers", "Layer gradients", page.layer_grads()),
     ]
     page.media.remove_stale()
-    remove_unlisted(out / "figures", page.figures)
+    remove_unlisted(out / "figures", page.figures.written)
     last = f"step {int(run.steps[-1])}" if run.steps.size else "no steps logged yet"
     subtitle = join([run.run_dir.resolve(), f" — {last} — page written {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"])
     index = out / "index.html"
@@ -127,7 +129,7 @@ class _Page:
         self.out = out
         self.options = options
         self.media = MediaWriter(out, mel_params_from_config(run.config))
-        self.figures: set[Path] = set()
+        self.figures = FigureFolder(out)
         self.best_step = run.checkpoints.best_step if run.checkpoints else None
         self.xlim = self._shared_xlim()
 
@@ -147,12 +149,10 @@ class _Page:
         return lo - margin, hi + margin
 
     def _figure_path(self, name: str) -> Path:
-        path = self.out / "figures" / f"{name}.png"
-        self.figures.add(path)
-        return path
+        return self.figures.path(name)
 
     def _rel(self, path: Path) -> str:
-        return path.relative_to(self.out).as_posix()
+        return self.figures.rel(path)
 
     # ---- sections -------------------------------------------------------------------------------------
 
@@ -198,43 +198,10 @@ class _Page:
                      element("pre", self.run.config_text, class_="config")])
 
     def losses(self) -> Markup:
-        run = self.run
-        if not run.losses:
-            return note("No losses logged yet (metrics.jsonl has no loss/… column).")
-        pct = self.options.percentile
-        parts: list[Markup] = [element(
-            "p", f"Each curve's y-range covers the bulk of its values: points beyond the {pct:g}th percentile "
-            "(by more than a tenth of the range) are clipped and drawn as red markers on the edge; NaN/Inf as "
-            "purple crosses. The orange line is a running median; dashed vertical lines are health events. "
-            "The histogram on the right shows the distribution of the values in range.")]
-        rows = []
-        for i, (name, series) in enumerate(run.losses.items()):
-            values = series.values
-            finite = values[np.isfinite(values)]
-            tail = finite[-max(1, finite.size // 10):] if finite.size else finite
-            rows.append([f"loss/{name}", format_number(float(finite[-1])) if finite.size else "—",
-                         format_number(float(finite.min())) if finite.size else "—",
-                         format_number(float(np.median(tail))) if tail.size else "—",
-                         int(values.size - finite.size)])
-            png = self._figure_path(f"loss_{i:02d}_{_SLUG.sub('_', name)}")
-            rr = plots.loss_figure(name, series, run.events, png, xlim=self.xlim, percentile=pct)
-            if rr is None:
-                self.figures.discard(png)
-                parts.append(note(f"loss/{name}: no finite value to plot (all NaN/Inf).", "problem"))
-                continue
-            caption = f"loss/{name}: shown {format_number(rr.lo)} … {format_number(rr.hi)}"
-            if rr.clipped or rr.n_nonfinite:
-                caption += (f"; clipped {rr.n_below} below, {rr.n_above} above (data {format_number(rr.data_min)}"
-                            f" … {format_number(rr.data_max)}); {rr.n_nonfinite} NaN/Inf")
-            parts.append(figure(self._rel(png), f"loss/{name} over steps", caption))
-        parts.insert(1, table(["loss", "last", "min", "median of last 10%", "NaN/Inf rows"], rows))
-        png = self._figure_path("scalars")
-        if plots.scalars_figure(run.scalars, run.events, png, xlim=self.xlim):
-            parts += [element("h3", "Learning rates and gradient norms"),
-                      figure(self._rel(png), "other logged scalars", "lr/*, grad_norm/* (norms on a log scale)")]
-        else:
-            self.figures.discard(png)
-        return join(parts)
+        return losses_section(self.run, self.figures, self.xlim, self.options.percentile)
+
+    def evaluation(self) -> Markup:
+        return evaluation_section(self.run)
 
     def validation(self) -> Markup:
         run = self.run
@@ -353,6 +320,10 @@ class _Page:
         for f in files:
             name = f"{folder}/{f.path.stem}"
             if f.kind == "audio":
+                # The label says which of a group's media this is ("to cello" of one input translated to several
+                # domains, "converted"): a column is a group, and a cell may hold several players.
+                if f.label:
+                    parts.append(element("div", f.label, class_="label"))
                 parts.append(self._audio_cell(f.path, name))
             elif f.kind == "image" or not has_audio:
                 placed = self.media.image(f.path, name)

@@ -127,6 +127,7 @@ table.samples img { width:300px; height:130px; image-rendering:pixelated; displa
                     border:1px solid var(--line); }
 table.samples audio { width:300px; max-width:100%; }
 .level { color:var(--muted); font-size:12px; }
+.label { font-size:12px; font-weight:600; margin-top:6px; }
 .level.bad { color:#c0392b; font-weight:600; }
 .values { color:var(--muted); font-size:12px; font-family:ui-monospace,monospace; }
 """

@@ -6,14 +6,15 @@ from __future__ import annotations
 import io
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gankit import atomic
-from gankit.report.rundir import Event, LayerGrads, Series, Validation
+from gankit.report.rundir import ClassifierCurve, Event, LayerGrads, Series, Validation
 from gankit.report.stats import RobustRange, format_number, padded, robust_range
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ _LINE = "#1f4e79"
 _TREND = "#f58518"
 _OUTLIER = "#d62728"
 _BEST = "#2ca02c"
+_CHANCE = "#555555"
 _DPI = 100
 
 
@@ -68,8 +70,9 @@ def _draw_events(ax: Axes, events: Sequence[Event]) -> None:
         )
 
 
-def binned_median(steps: np.ndarray, values: np.ndarray, bins: int = 150) -> tuple[np.ndarray, np.ndarray]:
-    """A trend line: median of each of ≤ `bins` consecutive chunks (O(n); medians ignore spikes)."""
+def binned_median(steps: np.ndarray, values: np.ndarray, bins: int = 150,
+                  reduce: Callable[[np.ndarray], Any] = np.median) -> tuple[np.ndarray, np.ndarray]:
+    """A trend line: median (or `reduce`) of each of ≤ `bins` consecutive chunks (O(n); medians ignore spikes)."""
     ok = np.isfinite(values)
     steps, values = steps[ok], values[ok]
     if values.size < 3 * 5:
@@ -77,27 +80,31 @@ def binned_median(steps: np.ndarray, values: np.ndarray, bins: int = 150) -> tup
     chunks = min(bins, values.size // 5)
     edges = np.linspace(0, values.size, chunks + 1).astype(int)
     xs = np.array([steps[a:b].mean() for a, b in itertools.pairwise(edges)])
-    ys = np.array([np.median(values[a:b]) for a, b in itertools.pairwise(edges)])
+    ys = np.array([reduce(values[a:b]) for a, b in itertools.pairwise(edges)])
     return xs, ys
 
 
-def _mark_outliers(ax: Axes, steps: np.ndarray, values: np.ndarray, rr: RobustRange) -> str:
-    """Markers on the edge the clipped values went past; returns the caption text describing them."""
+def _mark_outliers(ax: Axes, steps: np.ndarray, values: np.ndarray, rr: RobustRange, color: str | None = None) -> str:
+    """Markers on the edge the clipped values went past; returns the caption text describing them. With `color`
+    (a loss family's member) they take the member's colour with a red edge and stay out of the legend."""
     notes = []
     above = np.isfinite(values) & (values > rr.hi)
     below = np.isfinite(values) & (values < rr.lo)
     bad = ~np.isfinite(values)
+    finite = values[np.isfinite(values)]
+    style = ({"color": color, "edgecolors": _OUTLIER, "linewidths": 0.8} if color is not None else {})
+    label = (lambda text: None) if color is not None else (lambda text: text)
     if above.any():
-        ax.scatter(steps[above], np.full(above.sum(), rr.hi), marker="^", color=_OUTLIER, s=22, zorder=4,
-                   clip_on=False, label="clipped (above)")
-        notes.append(f"{int(above.sum())} above {format_number(rr.hi)} (max {format_number(rr.data_max)})")
+        ax.scatter(steps[above], np.full(above.sum(), rr.hi), marker="^", s=22, zorder=4, clip_on=False,
+                   label=label("clipped (above)"), **({"color": _OUTLIER} | style))
+        notes.append(f"{int(above.sum())} above {format_number(rr.hi)} (max {format_number(float(finite.max()))})")
     if below.any():
-        ax.scatter(steps[below], np.full(below.sum(), rr.lo), marker="v", color=_OUTLIER, s=22, zorder=4,
-                   clip_on=False, label="clipped (below)")
-        notes.append(f"{int(below.sum())} below {format_number(rr.lo)} (min {format_number(rr.data_min)})")
+        ax.scatter(steps[below], np.full(below.sum(), rr.lo), marker="v", s=22, zorder=4, clip_on=False,
+                   label=label("clipped (below)"), **({"color": _OUTLIER} | style))
+        notes.append(f"{int(below.sum())} below {format_number(rr.lo)} (min {format_number(float(finite.min()))})")
     if bad.any():
-        ax.scatter(steps[bad], np.full(bad.sum(), rr.hi), marker="x", color="#7b3294", s=26, zorder=4,
-                   clip_on=False, label="NaN / Inf")
+        ax.scatter(steps[bad], np.full(bad.sum(), rr.hi), marker="x", s=26, zorder=4, clip_on=False,
+                   label=label("NaN / Inf"), color=color or "#7b3294")
         notes.append(f"{int(bad.sum())} NaN/Inf")
     return "; ".join(notes)
 
@@ -141,6 +148,126 @@ def loss_figure(
     _style(hist)
     _save(fig, png)
     return rr
+
+
+# Member colours of a loss family (tab10 without its red, which marks clipped points).
+_MEMBER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+@dataclass(frozen=True)
+class FamilyRange:
+    """The y-range a loss family shares (over every member's values) and, per clipped member, what was clipped."""
+
+    range: RobustRange
+    clipped: dict[str, str]  # member → "2 above 6.1 (max 150)"; only members with clipped or NaN/Inf values
+
+
+def family_figure(
+    name: str,
+    members: Mapping[str, Series],
+    events: Sequence[Event],
+    png: Path,
+    xlim: tuple[float, float] | None = None,
+    percentile: float = 99.0,
+) -> FamilyRange | None:
+    """Every member of a loss family on one axis, a colour each (thin raw curve, running median), one robust
+    y-range over all their values with each member's clipped points marked in its colour on the edge, beside their
+    histograms (in range, shared bins). None when no member has a finite value (no file written)."""
+    pooled = np.concatenate([s.values for s in members.values()]) if members else np.zeros(0)
+    rr = robust_range(pooled, percentile=percentile)
+    if rr is None:
+        return None
+    fig = _figure(10.0, 3.0)
+    grid = fig.add_gridspec(1, 2, width_ratios=[4.2, 1.0])
+    ax = fig.add_subplot(grid[0, 0])
+    hist = fig.add_subplot(grid[0, 1], sharey=ax)
+    _draw_events(ax, events)
+    bins = np.linspace(rr.lo, rr.hi, 41) if rr.hi > rr.lo else 40
+    clipped: dict[str, str] = {}
+    for i, (member, series) in enumerate(members.items()):
+        color = _MEMBER_COLORS[i % len(_MEMBER_COLORS)]
+        steps, values = series.steps, series.values
+        trend_x, trend_y = binned_median(steps, values)
+        smooth = trend_x.size > 20
+        ax.plot(steps, values, color=color, linewidth=0.7, alpha=0.35 if smooth else 0.9,
+                label=None if smooth else member, zorder=2)
+        if smooth:
+            ax.plot(trend_x, trend_y, color=color, linewidth=1.5, label=member, zorder=3)
+        note = _mark_outliers(ax, steps, values, rr, color=color)
+        if note:
+            clipped[member] = note
+        inside = values[np.isfinite(values) & (values >= rr.lo) & (values <= rr.hi)]
+        if inside.size:
+            hist.hist(inside, bins=bins, orientation="horizontal", histtype="step", color=color, linewidth=1.2)
+    ax.set_ylim(*padded(rr.lo, rr.hi))
+    if xlim is not None:
+        ax.set_xlim(*xlim)
+    ax.set_xlabel("step", fontsize=8)
+    title = f"loss/{name}_<member>: {len(members)} members"
+    if clipped:
+        title += "  —  clipped: " + ", ".join(clipped)
+    ax.set_title(title, fontsize=9, loc="left")
+    ax.legend(fontsize=7, loc="upper right", framealpha=0.8, ncol=min(4, max(1, len(members) // 4 + 1)))
+    _style(ax)
+    hist.set_xlabel("count", fontsize=8)
+    hist.set_title("distribution (in range)", fontsize=9, loc="left")
+    hist.tick_params(labelleft=False)
+    _style(hist)
+    _save(fig, png)
+    return FamilyRange(rr, clipped)
+
+
+def chance_level(chance: Series) -> float | None:
+    """The chance level a classifier's accuracy is drawn against: its last logged value (it changes only if a run
+    is resumed with more classes); None when none was logged."""
+    finite = chance.values[np.isfinite(chance.values)]
+    return float(finite[-1]) if finite.size else None
+
+
+def accuracy_figure(
+    classifiers: Mapping[str, ClassifierCurve],
+    events: Sequence[Event],
+    png: Path,
+    xlim: tuple[float, float] | None = None,
+) -> bool:
+    """One panel per classifier: its accuracy over steps (0 … 1, running mean) against its chance level as a
+    dashed line (a step line where it changed). False when no classifier has a finite accuracy."""
+    items = [(k, c) for k, c in classifiers.items() if np.isfinite(c.accuracy.values).any()]
+    if not items:
+        return False
+    cols = min(2, len(items))
+    rows = math.ceil(len(items) / cols)
+    fig = _figure(10.0, 2.6 * rows)
+    for i, (network, curve) in enumerate(items):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        _draw_events(ax, events)
+        steps, values = curve.accuracy.steps, curve.accuracy.values
+        ok = np.isfinite(values)
+        # A mean, not a median: a batch's accuracy takes few values (k / batch), whose median jumps between them.
+        trend_x, trend_y = binned_median(steps, values, bins=60, reduce=np.mean)
+        ax.plot(steps[ok], values[ok], color=_LINE, linewidth=0.8, alpha=0.4 if trend_x.size > 20 else 0.85,
+                label="accuracy", zorder=3)
+        if trend_x.size > 20:
+            ax.plot(trend_x, trend_y, color=_TREND, linewidth=1.4, label="running mean", zorder=4)
+        level = chance_level(curve.chance)
+        if level is not None:
+            known = np.isfinite(curve.chance.values)
+            xs, ys = curve.chance.steps[known], curve.chance.values[known]
+            if np.unique(ys).size > 1:
+                ax.step(xs, ys, where="post", color=_CHANCE, linestyle="--", linewidth=1.2, label="chance", zorder=2)
+            else:  # under the accuracy: an accuracy at chance stays visible
+                ax.axhline(level, color=_CHANCE, linestyle="--", linewidth=1.2, label=f"chance {format_number(level)}",
+                           zorder=2)
+        ax.set_ylim(-0.02, 1.02)
+        if xlim is not None:
+            ax.set_xlim(*xlim)
+        chance_text = "no chance level logged" if level is None else f"chance {format_number(level)}"
+        ax.set_title(f"acc/{network}  ({chance_text})", fontsize=9, loc="left")
+        ax.set_xlabel("step", fontsize=8)
+        ax.legend(fontsize=7, loc="best", framealpha=0.8)
+        _style(ax)
+    _save(fig, png)
+    return True
 
 
 def scalars_figure(

@@ -18,6 +18,7 @@ import numpy as np
 
 from gankit.engine.jsonl import read_jsonl
 from gankit.errors import GankitError
+from gankit.report.evaluation import EvaluationTable, read_evaluations
 
 # Files whose presence makes a folder a run directory.
 RUN_FILES = (
@@ -63,6 +64,15 @@ class Series:
 
     steps: np.ndarray  # int64, increasing
     values: np.ndarray  # float64, same length
+
+
+@dataclass
+class ClassifierCurve:
+    """A classifier's accuracy over steps (`acc/<network>` in metrics.jsonl) and its chance level (`chance/<network>`;
+    empty when not logged), both written from the task's ClassifierReadout by the health monitor."""
+
+    accuracy: Series
+    chance: Series
 
 
 @dataclass
@@ -134,12 +144,14 @@ class RunData:
     losses: dict[str, Series] = field(default_factory=dict)  # name without "loss/" → series
     scalars: dict[str, Series] = field(default_factory=dict)  # other curves: "lr/g", "grad_norm/d", …
     outputs: dict[str, Series] = field(default_factory=dict)  # generated vs real statistics: "out/fake_dc", …
+    classifiers: dict[str, ClassifierCurve] = field(default_factory=dict)  # network → accuracy against chance
     validations: list[Validation] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     layer_grads: LayerGrads | None = None
     checkpoints: Checkpoints | None = None
     samples: list[SampleSet] = field(default_factory=list)
     references: dict[str, list[MediaFile]] = field(default_factory=dict)  # group → its reference media
+    evaluations: list[EvaluationTable] = field(default_factory=list)  # RUN/evaluation/*.json (gankit evaluate)
     problems: list[str] = field(default_factory=list)  # files that could not be read, shown on the page
 
     @property
@@ -166,6 +178,7 @@ def load_run(run_dir: str | Path) -> RunData:
     _load_layer_grads(run)
     _load_manifest(run)
     _load_samples(run)
+    run.evaluations = read_evaluations(root, run.problems)
     return run
 
 
@@ -233,6 +246,7 @@ def _load_metrics(run: RunData) -> None:
     keys: set[str] = set()
     for _, row in rows:
         keys.update(k for k, v in row.items() if k not in _META_KEYS and as_float(v) is not None)
+    chances: dict[str, Series] = {}
     for key in sorted(keys):
         values = column(key)
         present = ~np.isnan(values) | np.array([key in row for _, row in rows])
@@ -241,8 +255,14 @@ def _load_metrics(run: RunData) -> None:
             run.losses[key.removeprefix("loss/")] = series
         elif key.startswith("out/"):
             run.outputs[key] = series
+        elif key.startswith("acc/"):
+            run.classifiers[key.removeprefix("acc/")] = ClassifierCurve(series, Series(run.steps[:0], values[:0]))
+        elif key.startswith("chance/"):
+            chances[key.removeprefix("chance/")] = series
         else:
             run.scalars[key] = series
+    for network, curve in run.classifiers.items():
+        curve.chance = chances.get(network, curve.chance)
 
 
 def _load_validation(run: RunData) -> None:
