@@ -118,6 +118,21 @@ def test_deepcopy_is_independent():
     assert isinstance(msd(torch.randn(1, 1, 256)), DiscriminatorOutput)
 
 
+def test_folding_weight_norm_of_a_copy_leaves_the_original_working():
+    # torch's remove_parametrizations edits the module's class, which deepcopy shares: an EMA or probe copy prepared
+    # for inference must not take the parametrized weights away from the network still training.
+    torch.manual_seed(0)
+    gen = HifiGanGenerator(HifiGanGeneratorConfig.from_dict({**V3, "upsample_initial_channel": 32})).eval()
+    mel = torch.randn(1, 80, 3)
+    with torch.no_grad():
+        before = gen(mel)
+        copy.deepcopy(gen).remove_weight_norm()
+        twin = remove_parametrizations(copy.deepcopy(gen))
+        torch.testing.assert_close(gen(mel), before, atol=0, rtol=0)
+        torch.testing.assert_close(twin(mel), before, atol=1e-5, rtol=0)
+    assert parametrize.is_parametrized(gen.conv_pre) and not parametrize.is_parametrized(twin.conv_pre)
+
+
 def test_init_is_normal_001_where_the_original_meant_it():
     torch.manual_seed(0)
     gen = HifiGanGenerator(HifiGanGeneratorConfig.from_dict(V2))

@@ -80,6 +80,10 @@ def remove_parametrizations(module: M) -> M:
     """Fold every weight/spectral norm in `module` into a plain weight (for inference), in place."""
     for sub in module.modules():
         if parametrize.is_parametrized(sub):
+            # torch deletes the parametrized property from the module's class, which `copy.deepcopy` shares between
+            # copies (an EMA copy, a probe's): without a class of its own, folding one copy breaks every other.
+            cls = type(sub)
+            sub.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
             for name in list(sub.parametrizations.keys()):
                 parametrize.remove_parametrizations(sub, name, leave_parametrized=True)
     return module
