@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make a working environment from nothing: Debian packages (when asked for), a virtual environment in
-# .venv, the pinned CPU torch, and gankit with its extras. Safe to run again: it skips what is done.
+# .venv, the pinned CPU torch, and gankit with its extras (test, onnx). Safe to run again: it skips what is done.
 #   bash scripts/bootstrap.sh [debian-package ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +36,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # GANKIT_TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU wheel from PyTorch's own index on a
   # machine that has no local copy of it (PyPI's default Linux wheel is the multi-GB CUDA build).
   .venv/bin/python -m pip install -q --disable-pip-version-check ${GANKIT_TORCH_INDEX:+--index-url "$GANKIT_TORCH_INDEX"} "torch==2.13.0"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+  # onnx: the ONNX export / onnxruntime backend tests run instead of skipping.
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,onnx]"
   echo "$want" > "$stamp"
 fi

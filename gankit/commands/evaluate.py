@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from gankit.commands.vocode import positive_int
+from gankit.commands.vocode import PRECISIONS, positive_int
 
 DEFAULT_MEASURES = "mel_l1,mrstft,pesq,stoi,mcd,f0"
 
@@ -119,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
         from gankit.errors import ConfigError
 
         raise ConfigError(f"{args.checkpoint}: --max-seconds is for music-translation checkpoints")
+    if kind in ("converter", "translator") and args.precision is not None:
+        from gankit.errors import ConfigError
+
+        raise ConfigError(f"{args.checkpoint}: --precision is for vocoder checkpoints; this one holds a {kind}")
     if kind == "vocoder" and given:
         from gankit.errors import ConfigError
 
@@ -161,9 +165,11 @@ def run_vocoder(args: argparse.Namespace) -> int:
     replacing_audio: set[Path] = set()
     if args.audio_dir is not None:
         replacing_audio = check_audio_outputs(references, args.audio_dir, system_names, args.overwrite, inputs)
-    vocoder = load_vocoder(args.checkpoint, config=args.config, best=args.best, device=args.device)
+    vocoder = load_vocoder(args.checkpoint, config=args.config, best=args.best, device=args.device,
+                           precision=args.precision or "fp32")
+    print(f"loaded {vocoder.source}: on {vocoder.device}, {vocoder.precision} ({vocoder.precision_reason})")
     systems = evaluate_vocoder(vocoder, references, baseline=baseline, measures=measures, audio_dir=args.audio_dir,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, workers=args.workers)
     scored, skipped = len(systems["model"].rows), len(systems["model"].skipped)
     print(f"{scored} utterance{'' if scored == 1 else 's'} from {args.data} at {vocoder.sample_rate} Hz"
           + (f" ({skipped} skipped)" if skipped else ""))
@@ -176,7 +182,8 @@ def run_vocoder(args: argparse.Namespace) -> int:
               + (f"; replaced {replaced} existing file{'' if replaced == 1 else 's'}" if replaced else ""))
     if args.out is not None:
         meta = {"checkpoint": str(args.checkpoint), "step": vocoder.step, "data": str(args.data),
-                "sample_rate": vocoder.sample_rate, "measures": measures, "baseline": baseline}
+                "sample_rate": vocoder.sample_rate, "measures": measures, "baseline": baseline,
+                "precision": vocoder.precision}
         write_results(args.out, results_json(systems, meta))
         print(f"results: {args.out}" + ("; replaced the existing file" if replacing_out else ""))
     return 0

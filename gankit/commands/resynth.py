@@ -44,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan_jobs(inputs, args.out_dir, lambda _: 0)  # lengths (for batching) need the model's rate: below
     replacing = check_outputs(jobs, inputs, args.out_dir, args.overwrite)
     apply_threads(args.threads)
-    vocoder = load_vocoder(args.checkpoint, config=args.config, best=args.best, device=args.device)
+    vocoder = load_vocoder(args.checkpoint, config=args.config, best=args.best, device=args.device,
+                           precision=args.precision)
     print(f"loaded {vocoder.source}: {vocoder.sample_rate} Hz, {vocoder.n_mels} mels "
-          f"(preset {vocoder.frontend.preset}), on {vocoder.device}")
+          f"(preset {vocoder.frontend.preset}), on {vocoder.device}, {vocoder.precision} ({vocoder.precision_reason})")
     model_sr = vocoder.sample_rate
 
     def length(path):  # samples at the model's rate, from the header only (orders the batches)

@@ -7,18 +7,24 @@ vocoded whole, batched by `--batch-size`.
 
 Start-up time matters here (people time the whole process), so this module imports argparse only and `run` imports
 just torch, numpy, soundfile and the few gankit modules on the path: no librosa (mels are given), no tqdm for a
-single file, no matplotlib or tensorboard.
+single file, no matplotlib or tensorboard. With `--backend onnxruntime` (`gankit.infer.onnx_vocoder`) not even torch:
+the checkpoint is an ONNX file from `gankit export --to-onnx`, and the file loops (`infer/files.py`,
+`infer/chunked_files.py`, `infer/mel_input.py`) import numpy and soundfile only.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # The same number as gankit.infer.chunking.DEFAULT_CHUNK_FRAMES (a test keeps them equal), written out so that
 # building the parser imports no torch.
 DEFAULT_CHUNK_FRAMES = 512
+# gankit.infer.precision.PRECISIONS, written out for the same reason (a test keeps them equal).
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def positive_int(text: str) -> int:
@@ -59,6 +65,11 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
                    help="cpu, cuda, cuda:N or auto (CUDA when available; default)")
     p.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
                    help="vocode N files per forward pass, grouped by length (default 1: one at a time)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default; the original HiFi-GAN's output), bf16 (HiFi-GAN's convolutions in bfloat16 "
+                   "but the first and the last two; at least 30 dB SNR against fp32; faster only where the CPU or GPU "
+                   "has bf16 kernels, far slower on CPUs without them, e.g. AVX2-only ones) or auto (bf16 where the "
+                   "device has them, else fp32); the loaded line says which and why")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="CPU threads for torch (default: torch's choice, one per core); 1 is often faster on a "
                    "busy machine")
@@ -82,8 +93,60 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"mels longer than N frames are read memory-mapped and vocoded N frames at a time with the "
                    f"generator's context, the wav written as it goes: memory stays flat however long the mel, the "
                    f"audio equals whole-utterance vocoding (default {DEFAULT_CHUNK_FRAMES}; 0: every mel whole)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="torch (default), or onnxruntime: --checkpoint is then a .onnx file from gankit export "
+                   "--to-onnx, run on the CPU with numpy and onnxruntime only (no torch import: a faster start); "
+                   "--threads sets its intra-op threads (default: one per core); needs pip install 'gankit[onnx]'")
     add_inference_arguments(p)
     p.set_defaults(run=run)
+
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+def check_backend(args: argparse.Namespace) -> None:
+    """Options that cannot work with the chosen backend, refused before any file is read."""
+    from gankit.errors import ConfigError
+
+    if getattr(args, "backend", "torch") != "onnxruntime":
+        if Path(args.checkpoint).suffix.lower() == ".onnx":
+            raise ConfigError(f"{args.checkpoint}: an ONNX file; vocode it with --backend onnxruntime (the torch "
+                              "backend reads gankit checkpoints, run directories and original g_ files)")
+        return
+    if getattr(args, "precision", None) == "bf16":
+        raise ConfigError("--precision bf16 is for --backend torch: an ONNX file runs in the precision it was "
+                          "exported in (fp32, or int8 with gankit export --int8); drop --precision or use --backend "
+                          "torch")
+    if args.config is not None or args.best:
+        raise ConfigError(f"{'--config' if args.config is not None else '--best'} is for --backend torch; with "
+                          "--backend onnxruntime, --checkpoint is the .onnx file, which carries its own config")
+    if args.device not in ("auto", "cpu"):
+        raise ConfigError(f"--device {args.device}: --backend onnxruntime runs on the CPU here; use --device cpu "
+                          "(or auto), or --backend torch for CUDA")
+    from gankit.infer.onnx_vocoder import require_onnxruntime
+
+    require_onnxruntime("--backend onnxruntime")
+
+
+def load_backend(args: argparse.Namespace) -> tuple[Any, Callable[[Any], Any]]:
+    """(the vocoder, what turns a read mel into its input) for `--backend`; announces what was loaded."""
+    if getattr(args, "backend", "torch") == "onnxruntime":
+        from gankit.infer.onnx_vocoder import load_onnx_vocoder
+
+        vocoder = load_onnx_vocoder(args.checkpoint, threads=args.threads)
+        print(f"loaded {vocoder.source}: {vocoder.sample_rate} Hz, {vocoder.n_mels} mels "
+              f"(preset {vocoder.frontend.preset}), on {vocoder.describe_device()}")
+        return vocoder, lambda mel: mel
+    import torch
+
+    from gankit.infer.vocoder import load_vocoder
+
+    apply_threads(args.threads)
+    vocoder = load_vocoder(args.checkpoint, config=args.config, best=args.best, device=args.device,
+                           precision=args.precision)
+    print(f"loaded {vocoder.source}: {vocoder.sample_rate} Hz, {vocoder.n_mels} mels "
+          f"(preset {vocoder.frontend.preset}), on {vocoder.device}, {vocoder.precision} ({vocoder.precision_reason})")
+    return vocoder, torch.from_numpy
 
 
 def apply_threads(threads: int | None) -> None:
@@ -106,8 +169,6 @@ FLAT_PEAK_FRAMES = 2048
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from gankit.errors import MelInputError
     from gankit.infer.chunked_files import merge_reports, return_freed_tensors_to_the_os, run_chunked_jobs
     from gankit.infer.files import (
@@ -121,9 +182,9 @@ def run(args: argparse.Namespace) -> int:
         run_jobs,
     )
     from gankit.infer.mel_input import MappedMel, frames_hint, open_mel, read_mel
-    from gankit.infer.vocoder import load_vocoder
 
     check_out_dir(args.out_dir)
+    check_backend(args)
     advice = "an audio file; vocode takes .npy mels — use `gankit resynth` to vocode audio"
     inputs = collect_inputs(args.inputs, (".npy",), MelInputError, {s: advice for s in AUDIO_SUFFIXES})
     needs_length = args.batch_size > 1 or args.chunk_frames > 0
@@ -133,10 +194,7 @@ def run(args: argparse.Namespace) -> int:
     whole_jobs: list[Job] = []
     for job in jobs:
         (long_jobs if args.chunk_frames and job.length > args.chunk_frames else whole_jobs).append(job)
-    apply_threads(args.threads)
-    vocoder = load_vocoder(args.checkpoint, config=args.config, best=args.best, device=args.device)
-    print(f"loaded {vocoder.source}: {vocoder.sample_rate} Hz, {vocoder.n_mels} mels "
-          f"(preset {vocoder.frontend.preset}), on {vocoder.device}")
+    vocoder, analyse = load_backend(args)
 
     def read(job: Job, console: Console):
         mel, warning = read_mel(job.source, vocoder.frontend, vocoder.min_frames, force=args.force)
@@ -150,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
             console.warn(f"warning: {job.source}: {warning}")
         return mel
 
-    report = run_jobs(whole_jobs, vocoder, read, torch.from_numpy, batch_size=args.batch_size, verbose=args.verbose,
+    report = run_jobs(whole_jobs, vocoder, read, analyse, batch_size=args.batch_size, verbose=args.verbose,
                       progress=not args.no_progress)
     if len(whole_jobs) == 1 < len(jobs):  # run_jobs announces skips only when it has several files itself
         for skipped in report.skipped:

@@ -13,16 +13,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-import torch
 
 from gankit.atomic import atomic_open
 from gankit.errors import GankitError, MelInputError
-from gankit.infer.files import Console, FileResult, Job, RunReport, Skipped
+from gankit.infer.files import Console, FileResult, Job, RunReport, Skipped, _sync, as_numpy
 from gankit.infer.mel_input import MappedMel
-from gankit.infer.vocoder import Vocoder
+
+if TYPE_CHECKING:  # no torch at run time: the torch-free OnnxVocoder vocodes in chunks through this loop too
+    from gankit.infer.onnx_vocoder import OnnxVocoder
+    from gankit.infer.vocoder import Vocoder
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
@@ -81,14 +84,9 @@ class _TimedFrames:
         return block
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def run_chunked_jobs(
     jobs: Sequence[Job],
-    vocoder: Vocoder,
+    vocoder: Vocoder | OnnxVocoder,
     open_source: Callable[[Job, Console], MappedMel],
     chunk_frames: int,
     *,
@@ -134,7 +132,9 @@ def run_chunked_jobs(
     return report
 
 
-def _vocode_file(job: Job, mel: MappedMel, vocoder: Vocoder, chunk_frames: int, console: Console) -> FileResult:
+def _vocode_file(
+    job: Job, mel: MappedMel, vocoder: Vocoder | OnnxVocoder, chunk_frames: int, console: Console
+) -> FileResult:
     source = _TimedFrames(mel)
     pieces = vocoder.vocode_chunked(source, chunk_frames)
     compute = 0.0
@@ -149,7 +149,7 @@ def _vocode_file(job: Job, mel: MappedMel, vocoder: Vocoder, chunk_frames: int, 
             compute += time.perf_counter() - t0 - (source.seconds - read_before)
             if wave is None:
                 return
-            yield wave.float().numpy()
+            yield as_numpy(wave)
             console.advance(wave.shape[-1] // vocoder.hop_length)
 
     try:

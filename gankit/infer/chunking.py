@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
-from torch import Tensor, nn
+
+if TYPE_CHECKING:  # torch only where a context is computed: the window plan serves the torch-free ONNX path too
+    from torch import Tensor, nn
 
 # `gankit vocode --chunk-frames` default: 512 frames (≈ 6 s at 22.05 kHz, hop 256) keep a V1 generator's
 # activations near 130 MB on CPU while the recomputed context (V1: 13 + 13 frames) costs ≈ 5 % more compute.
@@ -116,6 +117,8 @@ def probe_context(generator: nn.Module, n_mels: int, hop_length: int, max_frames
     """The context measured: the mel frames whose gradient is non-zero for one output frame in the middle of a random
     mel, on a float64 copy of the generator (so tanh saturating in float32 cannot hide a dependence). The mel doubles
     until the dependence stops short of both of its ends."""
+    import torch
+
     model = copy.deepcopy(generator).to("cpu", torch.float64).eval()
     rng = torch.Generator().manual_seed(0)
     frames = 64

@@ -23,13 +23,18 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import torch
+import numpy as np
 
 from gankit.audio.io import write_wav
 from gankit.errors import GankitError
-from gankit.infer.vocoder import Vocoder
+
+if TYPE_CHECKING:  # no torch at run time: the loop serves the torch Vocoder and the torch-free OnnxVocoder alike
+    import torch
+
+    from gankit.infer.onnx_vocoder import OnnxVocoder
+    from gankit.infer.vocoder import Vocoder
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -224,16 +229,25 @@ class Console:
             self.bar.close()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+def _sync(device: torch.device | str) -> None:
+    if getattr(device, "type", None) == "cuda":  # an OnnxVocoder's device is a plain "cpu": nothing to wait for
+        import torch
+
         torch.cuda.synchronize(device)
+
+
+def as_numpy(wave: Any) -> np.ndarray:
+    """A generator's output (a tensor on any device and dtype, or a numpy array) as a float32 numpy array."""
+    if isinstance(wave, np.ndarray):
+        return wave.astype(np.float32, copy=False)
+    return wave.detach().float().cpu().numpy()
 
 
 def run_jobs(
     jobs: Sequence[Job],
-    vocoder: Vocoder,
+    vocoder: Vocoder | OnnxVocoder,
     read: Callable[[Job, Console], Any],
-    analyse: Callable[[Any], torch.Tensor],
+    analyse: Callable[[Any], Any],
     *,
     batch_size: int = 1,
     verbose: bool = False,
@@ -247,7 +261,7 @@ def run_jobs(
     started = time.perf_counter()
     try:
         for group in batches(jobs, batch_size):
-            ready: list[tuple[Job, torch.Tensor, float]] = []
+            ready: list[tuple[Job, Any, float]] = []
             for job in group:
                 try:
                     data = read(job, console)
@@ -285,14 +299,15 @@ def run_jobs(
     return report
 
 
-def _write(job: Job, wave: torch.Tensor, vocoder: Vocoder, console: Console) -> None:
-    if not bool(torch.isfinite(wave).all()):
+def _write(job: Job, wave: Any, vocoder: Vocoder | OnnxVocoder, console: Console) -> None:
+    samples = as_numpy(wave)
+    if not bool(np.isfinite(samples).all()):
         console.warn(
             f"warning: {job.source}: the generator produced NaN/infinite samples (written as silence); "
             f"is the checkpoint {vocoder.source} diverged?"
         )
     try:
-        write_wav(job.out, wave.detach().float().cpu().numpy(), vocoder.sample_rate)
+        write_wav(job.out, samples, vocoder.sample_rate)
     except OSError as exc:
         raise GankitError(
             f"{job.out}: could not write ({exc.strerror or exc}); the files written before it are complete"

@@ -26,11 +26,15 @@ import math
 import mmap
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gankit.audio.mel import PRESETS, MelFrontend, preset_defaults
+from gankit.audio.mel_bands import presets_with_bands
 from gankit.errors import MelInputError
+
+if TYPE_CHECKING:  # no torch at run time: the ONNX Runtime path reads mels here with only numpy
+    from gankit.audio.mel import MelFrontend
 
 LOG10_FLOOR = math.log10(1e-5)  # −5: what log10(clamp(x, 1e-5)) never goes below
 # The log compression floor of each preset the heuristic knows (None: normalised values, nothing to say).
@@ -57,7 +61,7 @@ def _expected(frontend: MelFrontend) -> str:
 
 
 def _presets_with(n_bands: int) -> list[str]:
-    return [name for name in sorted(PRESETS) if preset_defaults(name)["n_mels"] == n_bands]
+    return presets_with_bands(n_bands)
 
 
 def _band_origin(bands: int) -> str:

@@ -25,6 +25,13 @@ from gankit.infer.chunking import (
     plan_windows,
     window_for,
 )
+from gankit.infer.precision import (
+    DEFAULT_PRECISION,
+    PrecisionChoice,
+    apply_precision,
+    check_precision,
+    choose_precision,
+)
 from gankit.models.layers import remove_parametrizations
 
 ArrayLike = Tensor | np.ndarray
@@ -54,17 +61,19 @@ class _ValidLengthMask:
     def __init__(self, module: nn.Module, frames: Sequence[int], device: torch.device) -> None:
         self.frames = torch.tensor(list(frames), device=device)
         self.total = max(frames)
-        self.masks: dict[int, Tensor] = {}
+        self.masks: dict[tuple[int, torch.dtype], Tensor] = {}
         self.handles = [
             m.register_forward_pre_hook(self._hook) for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd)
         ]
 
     def _mask(self, length: int, dtype: torch.dtype) -> Tensor:
-        if length not in self.masks:
+        # Keyed by dtype too: in bf16 (gankit.infer.precision) a float32 layer and a bf16 one can see the same
+        # length, and a float32 mask would promote the bf16 layer's input back to float32.
+        if (length, dtype) not in self.masks:
             valid = (self.frames * length) // self.total  # [B] positions each item owns at this resolution
             positions = torch.arange(length, device=self.frames.device)
-            self.masks[length] = (positions[None, :] < valid[:, None]).unsqueeze(1).to(dtype)  # [B, 1, L]
-        return self.masks[length]
+            self.masks[length, dtype] = (positions[None, :] < valid[:, None]).unsqueeze(1).to(dtype)  # [B, 1, L]
+        return self.masks[length, dtype]
 
     def _hook(self, _module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         x = args[0]
@@ -98,6 +107,11 @@ class Vocoder:
 
     `vocoder(mel)`: [n_mels, T] → [T·hop] or [B, n_mels, T] → [B, T·hop], float32 in [-1, 1], on the mel's device
     (numpy input → CPU tensor). `resynthesize(wave)`: audio at `sample_rate` → the front-end's mel → audio.
+
+    `precision`: "fp32" (default), "bf16" (HiFi-GAN's convolutions in bfloat16 but the first, the last transposed and
+    the last; other families stay fp32; `gankit.infer.precision`) or "auto" (bf16 where the generator's device has
+    bf16 kernels). Inputs and outputs are
+    float32 whatever the precision; `precision` then holds what was picked and `precision_reason` why.
     """
 
     def __init__(
@@ -108,8 +122,12 @@ class Vocoder:
         *,
         source: str = "(in memory)",
         step: int | None = None,
+        precision: str = DEFAULT_PRECISION,
     ) -> None:
         self.generator = prepare_for_inference(generator)
+        # After weight norm is folded: bf16 rounds the weights the layers compute with, not g and v apart.
+        self.precision_choice: PrecisionChoice = choose_precision(precision, self.device, family)
+        self.float32_layers = apply_precision(self.generator, self.precision_choice.precision)
         self.frontend: MelFrontend = build_frontend(frontend) if isinstance(frontend, dict) else frontend
         self.family = family
         self.source = source
@@ -121,7 +139,7 @@ class Vocoder:
     def __repr__(self) -> str:
         return (
             f"Vocoder({self.family}, {self.sample_rate} Hz, hop {self.hop_length}, {self.n_mels} mels "
-            f"[{self.frontend.preset}], {self.device}, from {self.source})"
+            f"[{self.frontend.preset}], {self.device}, {self.precision}, from {self.source})"
         )
 
     # --- properties --------------------------------------------------------------------------------------
@@ -138,6 +156,15 @@ class Vocoder:
         return self.frontend.n_mels
 
     @property
+    def precision(self) -> str:
+        """What the generator runs in: fp32 or bf16 (never auto: that is resolved when the vocoder is made)."""
+        return self.precision_choice.precision
+
+    @property
+    def precision_reason(self) -> str:
+        return self.precision_choice.reason
+
+    @property
     def device(self) -> torch.device:
         return next(self.generator.parameters()).device
 
@@ -146,6 +173,11 @@ class Vocoder:
         return self
 
     # --- vocoding ----------------------------------------------------------------------------------------
+    def _forward(self, mel: Tensor) -> Tensor:
+        """The generator on a float32 [B, n_mels, T] mel → float32 [B, 1, T·hop], whatever the precision (in bf16
+        the last layer is float32 already; `.float()` returns an fp32 tensor itself, so fp32 stays bit-identical)."""
+        return self.generator(mel).float()
+
     def _check_mel(self, mel: Tensor, *, whole: bool = True, dims: tuple[int, ...] = (2, 3)) -> None:
         """Shape, dtype, values; `whole=False` for a piece of a mel, which may be shorter than `min_frames`."""
         shape = tuple(mel.shape)
@@ -167,7 +199,7 @@ class Vocoder:
         single = tensor.dim() == 2
         with torch.inference_mode():
             x = tensor.to(self.device, torch.float32)
-            wave = self.generator(x.unsqueeze(0) if single else x)  # [B, 1, T·hop]
+            wave = self._forward(x.unsqueeze(0) if single else x)  # [B, 1, T·hop]
         wave = wave.squeeze(1).to(tensor.device)
         return wave[0] if single else wave
 
@@ -192,10 +224,10 @@ class Vocoder:
             for i, t in enumerate(tensors):
                 batch[i, :, : frames[i]] = t.to(self.device, torch.float32)
             if len(set(frames)) == 1:
-                waves = self.generator(batch).squeeze(1)
+                waves = self._forward(batch).squeeze(1)
             else:
                 with _ValidLengthMask(self.generator, frames, self.device):
-                    waves = self.generator(batch).squeeze(1)
+                    waves = self._forward(batch).squeeze(1)
         return [waves[i, : self.frontend.output_length(n)].to(tensors[i].device) for i, n in enumerate(frames)]
 
     # --- long mels: pieces and streams --------------------------------------------------------------------
@@ -213,7 +245,7 @@ class Vocoder:
         piece = held[:, window.start - held_start : window.end - held_start]
         self._check_mel(piece, dims=(2,))
         with torch.inference_mode():
-            wave = self.generator(piece.to(self.device, torch.float32)[None])[0, 0]
+            wave = self._forward(piece.to(self.device, torch.float32)[None])[0, 0]
         hop = self.hop_length
         return wave[(window.keep_start - window.start) * hop : (window.keep_end - window.start) * hop]
 
@@ -313,15 +345,18 @@ def load_vocoder(
     config: str | Path | None = None,
     best: bool = False,
     device: str | torch.device = "cpu",
+    precision: str = DEFAULT_PRECISION,
 ) -> Vocoder:
     """A `Vocoder` from a gankit generator or state file, a run directory (its latest generator, or the best with
     `best=True`), or an original HiFi-GAN `g_` file (config.json beside it, or `config`). `device`: cpu, cuda,
-    cuda:N or auto."""
+    cuda:N or auto. `precision`: fp32 (default), bf16 or auto (bf16 where the device has it natively; see `Vocoder`)."""
     from gankit.infer.loading import build_generator_from, read_checkpoint, resolve_device
 
+    check_precision(precision)  # a typo fails before the checkpoint is read
     target = resolve_device(device)
     loaded = read_checkpoint(source, config=config, best=best)
     generator = build_generator_from(loaded, target)
     return Vocoder(
-        generator, build_frontend(loaded.frontend_config), loaded.family, source=loaded.describe(), step=loaded.step
+        generator, build_frontend(loaded.frontend_config), loaded.family, source=loaded.describe(), step=loaded.step,
+        precision=precision,
     )
