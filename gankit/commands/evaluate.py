@@ -44,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out file and existing --audio-dir files (the summary says how many)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="processes that resynthesise (or convert) and score files in parallel, each on one thread so "
+                   "that N processes use N cores (default: one per CPU core, at most 8; one for a model not on the "
+                   "CPU); the results do not depend on N")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="a vocoder's precision: fp32 (default), bf16 or auto (bf16 where the device has bf16 kernels); "
+                   "as gankit vocode --precision")
     vc = p.add_argument_group("voice-conversion checkpoints (stargan_vc); --data is a prepared speaker corpus")
     vc.add_argument("--vocoder", default=None, metavar="VOCODER",
                     help="voice the conversions with this gankit vocoder (generator file or run directory, on the "
@@ -56,8 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     vc.add_argument("--compare-untrained", action="store_true",
                     help="also score the same model config with freshly seeded weights (--seed)")
     vc.add_argument("--seed", type=int, default=None, help="the untrained generator's seed (default 0)")
-    vc.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                    help="processes that convert, voice and score in parallel (default: one per CPU core, at most 8)")
     mt = p.add_argument_group("music-translation checkpoints; --data is a prepared domain corpus (--max-utterances, "
                               "--compare-untrained and --seed apply too)")
     mt.add_argument("--max-seconds", type=positive_float, default=None, metavar="S",
@@ -68,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 # What a conversion option set means: these are refused for a vocoder rather than silently ignored.
 CONVERSION_OPTIONS = (("--vocoder", "vocoder"), ("--max-utterances", "max_utterances"),
                       ("--targets-per-source", "targets_per_source"), ("--compare-untrained", "compare_untrained"),
-                      ("--seed", "seed"), ("--workers", "workers"))
+                      ("--seed", "seed"))
 
 
 def checkpoint_kind(checkpoint: str, best: bool) -> str | None:

@@ -22,17 +22,12 @@ forked processes (CPU models only)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from gankit.audio.io import read_audio
@@ -51,6 +46,7 @@ from gankit.infer.conversion_scores import (
     voicing_agreement_of,
     wave_features,
 )
+from gankit.infer.parallel import default_workers, mapped, one_thread
 from gankit.infer.vocoder import Vocoder
 
 # Training recordings per target speaker its mean log-F0 is taken over: ~40 s of speech in vc-demo, a stable mean,
@@ -330,51 +326,6 @@ class Scorer:
         return rows
 
 
-# --- running in parallel ----------------------------------------------------------------------------------
-
-_SCORER: Scorer | None = None  # what a forked worker inherits; set only while a pool runs
-
-
-def _in_worker(method: str, item: Any) -> Any:
-    assert _SCORER is not None  # the pool forked after it was set
-    return getattr(_SCORER, method)(item)
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """torch and BLAS on one thread each for the block (restored after)."""
-    from threadpoolctl import threadpool_limits  # scikit-learn's dependency, installed with it
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@contextlib.contextmanager
-def _mapped(scorer: Scorer, method: str, items: Sequence[Any], workers: int) -> Iterator[Iterator[Any]]:
-    """`scorer.<method>(item)` for each item, in order: here, or in `workers` processes forked on entry (before the
-    caller starts a thread such as a progress bar's: a forked child inherits only the forking thread)."""
-    global _SCORER
-    if workers <= 1 or len(items) <= 1:
-        yield (getattr(scorer, method)(item) for item in items)
-        return
-    _SCORER = scorer
-    try:
-        with ProcessPoolExecutor(min(workers, len(items)), mp_context=get_context("fork")) as pool:
-            yield pool.map(_in_worker, [method] * len(items), items)  # the first submission forks every worker
-    finally:
-        _SCORER = None
-
-
-def default_workers() -> int:
-    """One per CPU core this process may use, at most 8."""
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
-
-
 def evaluate_conversion(
     converter: VoiceConverter,
     data: str | Path | SpeakerCorpus,
@@ -409,12 +360,12 @@ def evaluate_conversion(
     with one_thread():
         infos = scorer.fit_classifiers(sorted({converter.group_of(s.utterance.speaker) for s in plan}), log)
         targets = sorted({t for s in plan for t in s.targets})
-        with _mapped(scorer, "target_log_f0", targets, processes) as means:
+        with mapped(scorer, "target_log_f0", targets, processes) as means:
             scorer.target_f0 = dict(zip(targets, means, strict=True))
         results = ConversionResults({s: [] for s in systems}, {s: [] for s in systems}, infos,
                                     dict(scorer.target_f0), F0_FILES)
         outputs = [1 + len(s.targets) * len(converters) for s in plan]
-        with _mapped(scorer, "score_source", plan, processes) as scored_sources, \
+        with mapped(scorer, "score_source", plan, processes) as scored_sources, \
                 tqdm(total=sum(outputs), desc="evaluate", unit="output", disable=not progress) as bar:
             for source, count, scored in zip(plan, outputs, scored_sources, strict=True):
                 bar.update(count)

@@ -160,6 +160,37 @@ def written_audio(systems: dict[str, SystemScores], audio_dir: Path) -> list[Pat
     return [audio_dir / name / f"{row['id']}.wav" for name, scores in systems.items() for row in scores.rows]
 
 
+class FileScorer:
+    """Resynthesises one reference with every system and scores each against it: the unit of work `evaluate_vocoder`
+    runs here or shares among forked workers (`parallel.mapped`)."""
+
+    def __init__(self, vocoder: Any, systems: Sequence[str], measures: Sequence[str], griffin_lim_iters: int) -> None:
+        self.vocoder = vocoder
+        self.systems = list(systems)
+        self.measures = list(measures)
+        self.griffin_lim_iters = griffin_lim_iters
+        self.loss_frontend = vocoder.frontend.with_fmax(None)
+
+    def score(self, ref: Reference) -> tuple[dict[str, Any], dict[str, tuple[dict[str, Any], dict[str, str]]]] | str:
+        """({system: estimate}, {system: (row, reasons)}), or why the file cannot be scored."""
+        from gankit.metrics.griffin_lim import griffin_lim_from_mel
+
+        vocoder, frontend = self.vocoder, self.vocoder.frontend
+        try:
+            wave, _ = read_audio(ref.path, target_sr=vocoder.sample_rate)
+            mel = frontend(torch.from_numpy(wave))
+            estimates = {MODEL: vocoder(mel).cpu().numpy()}
+            if GRIFFIN_LIM in self.systems:
+                estimates[GRIFFIN_LIM] = griffin_lim_from_mel(mel.numpy(), frontend, n_iter=self.griffin_lim_iters)
+            # Every system scored before any row is kept: a file one system cannot score counts for none.
+            scored = {name: evaluate_pair_with_reasons(wave, estimate, vocoder.sample_rate, self.loss_frontend,
+                                                       self.measures)
+                      for name, estimate in estimates.items()}
+        except (GankitError, ValueError, OSError) as exc:  # unreadable, too short, NaN output: report, score the rest
+            return str(exc)
+        return estimates, scored
+
+
 def evaluate_vocoder(
     vocoder: Any,
     references: Sequence[Reference],
@@ -170,6 +201,7 @@ def evaluate_vocoder(
     progress: bool = True,
     log: Callable[[str], None] = print,
     overwrite: bool = False,
+    workers: int | None = None,
 ) -> dict[str, SystemScores]:
     """Scores per system ("model" and, unless `baseline` is None, "griffin_lim"), file by file.
 
@@ -178,14 +210,16 @@ def evaluate_vocoder(
     `log`, listed in every system's `skipped`, and left out of every system, so all systems score the same
     files. With `audio_dir`, the resyntheses are written there as `<system>/<id>.wav`; files already there are
     refused before anything is scored (OutputPathError) unless `overwrite` (see `check_audio_outputs`).
+    `workers`: processes the files are shared among (default one per core, at most 8; one for a model not on the
+    CPU). torch and BLAS run one thread each in every path, so the results do not depend on `workers`.
     """
     from tqdm import tqdm
 
-    from gankit.metrics.griffin_lim import griffin_lim_from_mel
+    from gankit.infer.parallel import default_workers, mapped, one_thread
 
     measures = check_measures(measures)
-    frontend = vocoder.frontend
-    loss_frontend = frontend.with_fmax(None)
+    if workers is not None and workers < 1:
+        raise DataError(f"workers must be at least 1, got {workers}")
     systems = {MODEL: SystemScores()}
     if baseline is not None:
         if baseline != GRIFFIN_LIM:
@@ -193,26 +227,23 @@ def evaluate_vocoder(
         systems[GRIFFIN_LIM] = SystemScores()
     if audio_dir is not None:
         check_audio_outputs(references, Path(audio_dir), list(systems), overwrite)
+    on_cpu = str(getattr(vocoder, "device", "cpu")).startswith("cpu")
+    processes = (workers or default_workers()) if on_cpu else 1  # a forked CUDA context is unusable
+    scorer = FileScorer(vocoder, list(systems), measures, griffin_lim_iters)
     skipped: list[dict[str, str]] = []
-    for ref in tqdm(references, desc="evaluate", unit="file", disable=not progress):
-        try:
-            wave, _ = read_audio(ref.path, target_sr=vocoder.sample_rate)
-            mel = frontend(torch.from_numpy(wave))
-            estimates = {MODEL: vocoder(mel).cpu().numpy()}
-            if GRIFFIN_LIM in systems:
-                estimates[GRIFFIN_LIM] = griffin_lim_from_mel(mel.numpy(), frontend, n_iter=griffin_lim_iters)
-            # Every system scored before any row is kept: a file one system cannot score counts for none.
-            scored = {name: evaluate_pair_with_reasons(wave, estimate, vocoder.sample_rate, loss_frontend, measures)
-                      for name, estimate in estimates.items()}
-        except (GankitError, ValueError, OSError) as exc:  # unreadable, too short, NaN output: report, score the rest
-            log(f"skipped {ref.id}: {exc}")
-            skipped.append({"id": ref.id, "reason": str(exc)})
-            continue
-        for name, (row, reasons) in scored.items():
-            systems[name].rows.append({"id": ref.id, **row})  # type: ignore[dict-item]
-            systems[name].reasons.append(reasons)
-            if audio_dir is not None:
-                write_wav(audio_dir / name / f"{ref.id}.wav", estimates[name], vocoder.sample_rate)
+    with one_thread(), mapped(scorer, "score", list(references), processes) as results:
+        for ref, result in zip(references, tqdm(results, total=len(references), desc="evaluate", unit="file",
+                                                 disable=not progress), strict=True):
+            if isinstance(result, str):
+                log(f"skipped {ref.id}: {result}")
+                skipped.append({"id": ref.id, "reason": result})
+                continue
+            estimates, scored = result
+            for name, (row, reasons) in scored.items():
+                systems[name].rows.append({"id": ref.id, **row})
+                systems[name].reasons.append(reasons)
+                if audio_dir is not None:
+                    write_wav(audio_dir / name / f"{ref.id}.wav", estimates[name], vocoder.sample_rate)
     for scores in systems.values():
         scores.skipped = list(skipped)
     if not systems[MODEL].rows:

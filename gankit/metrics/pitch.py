@@ -1,8 +1,14 @@
-"""Pitch accuracy of a resynthesis: log-F0 RMSE in cents and voicing decision errors, from `librosa.pyin`."""
+"""Pitch accuracy of a resynthesis: log-F0 RMSE in cents and voicing decision errors, from `librosa.pyin`.
+
+Speed: pyin's Viterbi pass runs over the non-zero transitions only (`viterbi.faster_pyin`, the same states), and the
+last few tracks are kept by the wave's content, so a reference scored against several systems is tracked once."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from typing import TypedDict
 
 import numpy as np
@@ -40,13 +46,34 @@ def f0_track(
     """
     import librosa
 
+    from gankit.metrics.viterbi import faster_pyin
+
     frame = default_frame_length(sample_rate, fmin) if frame_length is None else frame_length
     hop = max(1, round(0.01 * sample_rate)) if hop_length is None else hop_length
-    f0, voiced, _ = librosa.pyin(
-        np.asarray(wave, dtype=np.float32), fmin=fmin, fmax=fmax, sr=sample_rate, frame_length=frame,
-        hop_length=hop,
-    )
-    return f0, voiced.astype(bool)
+    samples = np.ascontiguousarray(wave, dtype=np.float32)
+    key = (hashlib.blake2b(samples.tobytes(), digest_size=16).digest(), samples.shape, sample_rate, float(fmin),
+           float(fmax), frame, hop)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+    if hit is None:
+        with faster_pyin():
+            f0, voiced, _ = librosa.pyin(samples, fmin=fmin, fmax=fmax, sr=sample_rate, frame_length=frame,
+                                         hop_length=hop)
+        hit = (f0, voiced.astype(bool))
+        with _CACHE_LOCK:
+            _CACHE[key] = hit
+            while len(_CACHE) > CACHED_TRACKS:
+                _CACHE.popitem(last=False)
+    return hit[0].copy(), hit[1].copy()  # copies: a caller may write into its arrays, the cache must not change
+
+
+# The tracks of the last few waves, by content and settings: `f0_metrics` tracks a reference once for all the systems
+# scored against it (the model, Griffin-Lim). Small: a 5 s track is a few kB.
+CACHED_TRACKS = 8
+_CACHE: OrderedDict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 
 
 def f0_metrics(
