@@ -148,7 +148,9 @@ def read_original_melgan_generator(path: str | Path, config: str | Path | None =
             f"{p}: the generator takes {cfg.n_mels} mels at hop {cfg.hop_length} but the mel front-end makes "
             f"{frontend.n_mels} at hop {frontend.hop_length}; pass a --config whose frontend matches"
         )
-    with torch.device("meta"):  # names and shapes only
+    # Names and shapes only, built on the CPU: the meta device's first weight norm costs ~1.6 s of start-up (see
+    # hifigan_original._meta_generator); the forked RNG leaves the caller's random stream as it was.
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
         expected = MelGanGenerator(cfg).state_dict()
     sd = _fold_plain_weights(original_to_gankit(payload), expected)
     check_state_dict(expected, sd, str(p), "the original MelGAN generator its weights describe")
