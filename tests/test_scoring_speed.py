@@ -117,3 +117,22 @@ def test_scoring_in_worker_processes_gives_the_serial_rows(tmp_path: Path) -> No
         assert pooled[system].reasons == serial[system].reasons
     assert sorted(p.name for p in (tmp_path / "audio" / MODEL).iterdir()) == sorted(
         f"{r.id}.wav" for r in references)
+
+
+def test_evaluate_workers_and_no_progress_on_the_command_line(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from gankit.cli import main
+
+    corpus = write_corpus(tmp_path / "corpus", n_train=1, n_val=2, seconds=(0.6, 0.8), sample_rate=SR)
+    generator = save_random_generator(tmp_path / "generator.pt", SR)
+    results = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"workers_{workers}.json"
+        assert main(["evaluate", "--checkpoint", str(generator), "--data", str(corpus), "--workers", workers,
+                     "--no-progress", "--measures", "mel_l1,f0", "--out", str(out)]) == 0
+        captured = capsys.readouterr()
+        assert "evaluate:" not in captured.err and "it/s" not in captured.err  # no bar drawn
+        results[workers] = json.loads(out.read_text())["systems"]
+    assert results["1"] == results["2"]

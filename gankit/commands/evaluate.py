@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out file and existing --audio-dir files (the summary says how many)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="processes that resynthesise (or convert) and score files in parallel, each on one thread so "
                    "that N processes use N cores (default: one per CPU core, at most 8; one for a model not on the "
@@ -174,7 +175,8 @@ def run_vocoder(args: argparse.Namespace) -> int:
                            precision=args.precision or "fp32")
     print(f"loaded {vocoder.source}: on {vocoder.device}, {vocoder.precision} ({vocoder.precision_reason})")
     systems = evaluate_vocoder(vocoder, references, baseline=baseline, measures=measures, audio_dir=args.audio_dir,
-                               overwrite=args.overwrite, workers=args.workers)
+                               overwrite=args.overwrite, workers=args.workers,
+                               progress=not args.no_progress)
     scored, skipped = len(systems["model"].rows), len(systems["model"].skipped)
     print(f"{scored} utterance{'' if scored == 1 else 's'} from {args.data} at {vocoder.sample_rate} Hz"
           + (f" ({skipped} skipped)" if skipped else ""))

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
           f"{voiced_by}")
     started = time.perf_counter()
     results = evaluate_conversion(converter, corpus, vocoder, untrained=untrained, max_utterances=args.max_utterances,
-                                  targets_per_source=args.targets_per_source, workers=args.workers)
+                                  targets_per_source=args.targets_per_source, workers=args.workers,
+                                  progress=not args.no_progress)
     seconds = time.perf_counter() - started
     rows = results.rows[MODEL]
     sources = len({r["source_id"] for r in rows})

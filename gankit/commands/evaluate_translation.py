@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"loaded {translator.source}: {len(translator.domains)} domains ({', '.join(translator.domains)}), "
           f"{translator.sample_rate} Hz; translating ≤ {seconds_each:g} s of each held-out recording")
     started = time.perf_counter()
-    with tqdm(unit="sample", unit_scale=True, dynamic_ncols=True, desc="translate") as bar:
+    with tqdm(unit="sample", unit_scale=True, dynamic_ncols=True, desc="translate", disable=args.no_progress) as bar:
         results = evaluate_translation(translator, corpus, max_seconds=seconds_each, max_items=args.max_utterances,
                                        untrained=untrained, seed=seed, progress=bar.update)
     seconds = time.perf_counter() - started
