@@ -36,6 +36,8 @@ from gankit.models.hifigan import (
 )
 from tests.support.original_hifigan import (
     AUDIO,
+    V1_LAYOUT,
+    V3_LAYOUT,
     LegacyGenerator,
     LegacyMPD,
     LegacyMSD,
@@ -61,15 +63,9 @@ SMALL_V1 = {  # V1's layout (ResBlock1), narrower so the test runs in a blink
     "resblock_kernel_sizes": [3, 7, 11],
     "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
 }
-V3 = {
-    "resblock": "2",
-    "upsample_rates": [8, 8, 4],
-    "upsample_kernel_sizes": [16, 16, 8],
-    "upsample_initial_channel": 256,
-    "resblock_kernel_sizes": [3, 5, 7],
-    "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]],
-}
-V1 = {**SMALL_V1, "upsample_initial_channel": 512}  # the published V1 (config_v1.json)
+V3 = V3_LAYOUT  # the published V3 (config_v3.json)
+V1 = V1_LAYOUT  # the published V1 (config_v1.json)
+assert V1 == {**SMALL_V1, "upsample_initial_channel": 512}
 V2 = {**SMALL_V1, "upsample_initial_channel": 128}  # the published V2 (config_v2.json)
 DIV = 16  # discriminator width divisor for the do_ file
 

@@ -244,6 +244,24 @@ class LegacyMSD(nn.Module):
 
 # --- the original's files -------------------------------------------------------------------------------
 
+# The published generator layouts (config_v1.json, config_v3.json), without their audio settings (AUDIO).
+V1_LAYOUT = {
+    "resblock": "1",
+    "upsample_rates": [8, 8, 2, 2],
+    "upsample_kernel_sizes": [16, 16, 4, 4],
+    "upsample_initial_channel": 512,
+    "resblock_kernel_sizes": [3, 7, 11],
+    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+}
+V3_LAYOUT = {
+    "resblock": "2",
+    "upsample_rates": [8, 8, 4],
+    "upsample_kernel_sizes": [16, 16, 8],
+    "upsample_initial_channel": 256,
+    "resblock_kernel_sizes": [3, 5, 7],
+    "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]],
+}
+
 AUDIO = {
     "segment_size": 8192,
     "num_mels": 80,
