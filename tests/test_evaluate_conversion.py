@@ -53,6 +53,7 @@ def vc_file(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_untrained(corpus, tmp_path_factory.mktemp("vc") / "generator_00000000.pt")
 
 
+@pytest.mark.slow  # ~7 s; in CI's slow step to keep the default suite under 8 minutes on 2 cores
 def test_evaluate_scores_per_target_next_to_the_baseline(vc_file: Path, corpus: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "results.json"

@@ -44,6 +44,7 @@ def model(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow  # ~8 s; in CI's slow step to keep the default suite under 8 minutes on 2 cores
 def test_every_held_out_phrase_goes_to_every_other_domain_beside_the_baseline(corpus: Path, model: Path) -> None:
     translator = load_translator(model)
     results = evaluate_translation(translator, read_domain_corpus(corpus), max_seconds=0.2,

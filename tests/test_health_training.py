@@ -216,6 +216,7 @@ def test_an_unused_submodule_is_named_before_training(tiny_corpus: Path, tmp_pat
 
 
 # --- losses --------------------------------------------------------------------------------------
+@pytest.mark.slow  # ~9 s; in CI's slow step to keep the default suite under 8 minutes on 2 cores
 def test_a_loss_spike_is_named_at_its_step(tiny_corpus: Path, tmp_path: Path, faults: Any) -> None:
     faults(Faults(loss_scale_at={25: 1000.0}))  # loss_spike judges from step 21 (grace 20)
     run = tmp_path / "run"
@@ -266,6 +267,7 @@ def test_a_run_diverging_after_a_learning_rate_jump_is_named_and_stopped(
 
 
 # --- generated audio -----------------------------------------------------------------------------
+@pytest.mark.slow  # ~15 s; in CI's slow step to keep the default suite under 8 minutes on 2 cores
 def test_a_constant_offset_generator_is_named_dc_offset(tiny_corpus: Path, tmp_path: Path, faults: Any) -> None:
     """+1.0 on every output sample (the real audio's std is ~0.2, so ~5× it). Short grace and window: the
     level criterion (|offset| ≥ dc_level = 1 real std) cannot be met by this config's fresh generator, whose

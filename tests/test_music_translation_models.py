@@ -223,6 +223,7 @@ TINY = MusicTranslationConfig(latent_channels=4, encoder_pool=25, decoder_blocks
                               residual_channels=8, skip_channels=8)
 
 
+@pytest.mark.slow  # ~8 s; in CI's slow step to keep the default suite under 8 minutes on 2 cores
 def test_cached_and_naive_generation_draw_the_same_2000_samples() -> None:
     torch.manual_seed(1)
     decoder = WaveNetDecoder(TINY).double()

@@ -151,7 +151,7 @@ def test_bf16_keeps_the_first_the_last_upsampler_and_the_output_layer_float32() 
 @pytest.mark.parametrize(("name", "seconds"), [
     # On a CPU without bf16 kernels PyTorch runs bf16 convolutions on its reference path, 20-35× slower than fp32:
     # V1 makes ~4 frames a second there, hence a short (whole, speech-like) clip by default and a longer one in slow.
-    pytest.param("hifigan_v1", 0.25, id="v1"),
+    pytest.param("hifigan_v1", 0.25, marks=pytest.mark.slow, id="v1"),  # ~7 s on the reference path
     pytest.param("hifigan_v3", 1.5, id="v3"),
     pytest.param("hifigan_v1", 2.0, marks=pytest.mark.slow, id="v1-2s"),
 ])
@@ -173,6 +173,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> 
     return run_dir
 
 
+@pytest.mark.slow  # trains 40 steps first: ~13 s
 def test_bf16_holds_the_quality_bar_on_a_trained_model(trained_run: Path) -> None:
     fp32, bf16 = load_vocoder(trained_run), load_vocoder(trained_run, precision="bf16")
     assert fp32.step == bf16.step == 40

@@ -237,6 +237,7 @@ def test_the_health_monitor_writes_each_classifiers_accuracy_beside_its_chance()
                        "chance/discriminator": 0.1}
 
 
+@pytest.mark.slow  # ~8 s; in CI's slow step to keep the default suite under 8 minutes on 2 cores
 def test_a_real_tiny_music_translation_run_gets_its_family_chance_line_evaluation_and_players(
         tmp_path: Path) -> None:
     """~15 s: six steps validated twice, `gankit evaluate --out RUN/evaluation/translation.json`, the report."""

@@ -47,6 +47,7 @@ def test_a_run_written_before_the_contract_resumes(tiny_corpus: Path, tmp_path: 
     assert new_state["config"]["optim"]["g"]["type"] == "AdamW"
 
 
+@pytest.mark.slow  # ~9 s; in CI's slow step to keep the default suite under 8 minutes on 2 cores
 def test_an_old_generator_file_vocodes_and_the_old_run_reports(tiny_corpus: Path, tmp_path: Path) -> None:
     run = old_run(tmp_path, tiny_corpus)
     mels = tmp_path / "mels"
