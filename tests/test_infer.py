@@ -26,6 +26,8 @@ from gankit.models.hifigan import HifiGanGenerator, HifiGanGeneratorConfig
 from gankit.tasks.vocoder import vocoder_inference_file
 from tests.support.corpus import voiced_clip
 from tests.support.original_hifigan import (
+    V1_LAYOUT,
+    V3_LAYOUT,
     LegacyGenerator,
     h_of,
     original_inference,
@@ -38,22 +40,8 @@ pytestmark = [
     pytest.mark.usefixtures("one_thread"),
 ]
 
-TINY = {  # V1's layout at 1/16 of its width
-    "resblock": "1",
-    "upsample_rates": [8, 8, 2, 2],
-    "upsample_kernel_sizes": [16, 16, 4, 4],
-    "upsample_initial_channel": 32,
-    "resblock_kernel_sizes": [3, 7, 11],
-    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
-}
-TINY_V3 = {
-    "resblock": "2",
-    "upsample_rates": [8, 8, 4],
-    "upsample_kernel_sizes": [16, 16, 8],
-    "upsample_initial_channel": 32,
-    "resblock_kernel_sizes": [3, 5, 7],
-    "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]],
-}
+TINY = {**V1_LAYOUT, "upsample_initial_channel": 32}  # V1's layout at 1/16 of its width
+TINY_V3 = {**V3_LAYOUT, "upsample_initial_channel": 32}
 FRONTEND = build_frontend({"preset": "hifigan"})
 HOP = 256
 

@@ -20,20 +20,14 @@ from gankit.models.hifigan import (
     PeriodDiscriminator,
 )
 from gankit.models.layers import DiscriminatorOutput, get_padding, init_normal_, remove_parametrizations
+from tests.support.original_hifigan import V3_LAYOUT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 V1: dict = {}
 V2 = {"upsample_initial_channel": 128}
-V3 = {
-    "resblock": "2",
-    "upsample_rates": [8, 8, 4],
-    "upsample_kernel_sizes": [16, 16, 8],
-    "upsample_initial_channel": 256,
-    "resblock_kernel_sizes": [3, 5, 7],
-    "resblock_dilation_sizes": [[1, 2], [2, 6], [3, 12]],
-}
+V3 = V3_LAYOUT  # the published config_v3.json
 
 
 def count(module: nn.Module) -> int:
