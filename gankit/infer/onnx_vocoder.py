@@ -24,6 +24,7 @@ import numpy as np
 
 from gankit.errors import CheckpointError, ConfigError, MelInputError
 from gankit.infer.chunking import DEFAULT_CHUNK_FRAMES, FrameContext, MelFrames, plan_windows
+from gankit.infer.mel_checks import check_batch_item, check_length, check_mel_shape, chunk_source_frames
 
 METADATA_KEY = "gankit"  # the metadata_props entry holding the JSON below
 FORMAT = "gankit-onnx-vocoder"
@@ -159,16 +160,12 @@ class OnnxVocoder:
     # --- vocoding ----------------------------------------------------------------------------------------
     def _check_mel(self, mel: np.ndarray, *, whole: bool = True, dims: tuple[int, ...] = (2, 3)) -> np.ndarray:
         """Shape, dtype, values (as `Vocoder._check_mel`); the mel as C-contiguous float32."""
-        shape = tuple(mel.shape)
-        if mel.ndim not in dims or shape[-2] != self.n_mels:
-            takes = " or ".join(f"[{'batch, ' if d == 3 else ''}{self.n_mels}, frames]" for d in dims)
-            raise MelInputError(
-                f"mel of shape {list(shape)}: this vocoder takes {takes} (preset {self.frontend.preset})"
-            )
+        check_mel_shape(mel.shape, n_mels=self.n_mels, preset=self.frontend.preset, min_frames=self.min_frames,
+                        whole=False, dims=dims)
         if mel.dtype.kind != "f":
             raise MelInputError(f"mel of dtype {mel.dtype}: a log-mel is floating point")
-        if whole and shape[-1] < self.min_frames:
-            raise MelInputError(f"mel of {shape[-1]} frames: the generator needs at least {self.min_frames}")
+        if whole:
+            check_length(mel.shape[-1], self.min_frames)
         array = np.ascontiguousarray(mel, dtype=np.float32)
         if not bool(np.isfinite(array).all()):
             raise MelInputError("mel holds NaN or infinite values; the vocoder would output noise or silence")
@@ -191,8 +188,7 @@ class OnnxVocoder:
         arrays = []
         for mel in mels:
             array = np.asarray(mel)
-            if array.ndim != 2:
-                raise MelInputError(f"vocode_batch takes [n_mels, frames] mels, got shape {list(array.shape)}")
+            check_batch_item(array.shape)
             arrays.append(self._check_mel(array))
         by_length: dict[int, list[int]] = {}
         for i, array in enumerate(arrays):
@@ -211,17 +207,7 @@ class OnnxVocoder:
         from a window with the exported context on each side, so the pieces join into `vocoder(mel)` within float
         rounding (`gankit.infer.chunking`'s window plan, as `Vocoder.vocode_chunked`). A numpy memmap or a `MelFrames`
         source is read one window at a time."""
-        if isinstance(mel, np.ndarray):
-            if mel.ndim != 2 or mel.shape[0] != self.n_mels:
-                raise MelInputError(
-                    f"mel of shape {list(mel.shape)}: vocode_chunked takes [{self.n_mels}, frames] "
-                    f"(preset {self.frontend.preset})"
-                )
-            total = int(mel.shape[-1])
-        else:
-            total = int(mel.frames)
-        if total < self.min_frames:
-            raise MelInputError(f"mel of {total} frames: the generator needs at least {self.min_frames}")
+        total = chunk_source_frames(mel, n_mels=self.n_mels, preset=self.frontend.preset, min_frames=self.min_frames)
         hop = self.hop_length
         for window in plan_windows(total, chunk_frames, self.context, self.min_frames):
             if isinstance(mel, np.ndarray):

@@ -25,6 +25,7 @@ from gankit.infer.chunking import (
     plan_windows,
     window_for,
 )
+from gankit.infer.mel_checks import check_batch_item, check_length, check_mel_shape, chunk_source_frames
 from gankit.infer.precision import (
     DEFAULT_PRECISION,
     PrecisionChoice,
@@ -180,16 +181,12 @@ class Vocoder:
 
     def _check_mel(self, mel: Tensor, *, whole: bool = True, dims: tuple[int, ...] = (2, 3)) -> None:
         """Shape, dtype, values; `whole=False` for a piece of a mel, which may be shorter than `min_frames`."""
-        shape = tuple(mel.shape)
-        if mel.dim() not in dims or shape[-2] != self.n_mels:
-            takes = " or ".join(f"[{'batch, ' if d == 3 else ''}{self.n_mels}, frames]" for d in dims)
-            raise MelInputError(
-                f"mel of shape {list(shape)}: this vocoder takes {takes} (preset {self.frontend.preset})"
-            )
+        check_mel_shape(mel.shape, n_mels=self.n_mels, preset=self.frontend.preset, min_frames=self.min_frames,
+                        whole=False, dims=dims)
         if not mel.is_floating_point():
             raise MelInputError(f"mel of dtype {mel.dtype}: a log-mel is floating point")
-        if whole and shape[-1] < self.min_frames:
-            raise MelInputError(f"mel of {shape[-1]} frames: the generator needs at least {self.min_frames}")
+        if whole:
+            check_length(mel.shape[-1], self.min_frames)
         if not bool(torch.isfinite(mel).all()):
             raise MelInputError("mel holds NaN or infinite values; the vocoder would output noise or silence")
 
@@ -209,8 +206,7 @@ class Vocoder:
         declare `exact_under_length_mask = False` get unequal lengths one at a time instead."""
         tensors = [torch.from_numpy(np.asarray(m)) if isinstance(m, np.ndarray) else m for m in mels]
         for t in tensors:
-            if t.dim() != 2:
-                raise MelInputError(f"vocode_batch takes [n_mels, frames] mels, got shape {list(t.shape)}")
+            check_batch_item(t.shape)
             self._check_mel(t)
         if len(tensors) == 1:
             return [self(tensors[0])]
@@ -257,19 +253,8 @@ class Vocoder:
         each side). Memory is one piece's whatever T: a numpy memmap or a `MelFrames` source (a memory-mapped file,
         `gankit.infer.mel_input.MappedMel`) is read one window at a time, and checked as it is read. Tensors on the
         mel's device (numpy and `MelFrames`: CPU)."""
-        if isinstance(mel, (Tensor, np.ndarray)):
-            if mel.ndim != 2 or mel.shape[0] != self.n_mels:
-                raise MelInputError(
-                    f"mel of shape {list(mel.shape)}: vocode_chunked takes [{self.n_mels}, frames] "
-                    f"(preset {self.frontend.preset})"
-                )
-            total = int(mel.shape[-1])
-            out_device = mel.device if isinstance(mel, Tensor) else torch.device("cpu")
-        else:
-            total = int(mel.frames)
-            out_device = torch.device("cpu")
-        if total < self.min_frames:
-            raise MelInputError(f"mel of {total} frames: the generator needs at least {self.min_frames}")
+        total = chunk_source_frames(mel, n_mels=self.n_mels, preset=self.frontend.preset, min_frames=self.min_frames)
+        out_device = mel.device if isinstance(mel, Tensor) else torch.device("cpu")
         for window in plan_windows(total, chunk_frames, self.context, self.min_frames):
             if isinstance(mel, Tensor):
                 piece = mel[:, window.start : window.end]
