@@ -55,18 +55,10 @@ pytestmark = [
 
 # --- the original's files -------------------------------------------------------------------------------
 
-SMALL_V1 = {  # V1's layout (ResBlock1), narrower so the test runs in a blink
-    "resblock": "1",
-    "upsample_rates": [8, 8, 2, 2],
-    "upsample_kernel_sizes": [16, 16, 4, 4],
-    "upsample_initial_channel": 64,
-    "resblock_kernel_sizes": [3, 7, 11],
-    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
-}
-V3 = V3_LAYOUT  # the published V3 (config_v3.json)
 V1 = V1_LAYOUT  # the published V1 (config_v1.json)
-assert V1 == {**SMALL_V1, "upsample_initial_channel": 512}
-V2 = {**SMALL_V1, "upsample_initial_channel": 128}  # the published V2 (config_v2.json)
+V2 = {**V1, "upsample_initial_channel": 128}  # the published V2 (config_v2.json)
+V3 = V3_LAYOUT  # the published V3 (config_v3.json)
+SMALL_V1 = {**V1, "upsample_initial_channel": 64}  # V1's layout (ResBlock1), narrower so the test runs in a blink
 DIV = 16  # discriminator width divisor for the do_ file
 
 
