@@ -5,7 +5,9 @@ Healthy: `hifigan_tiny` and `melgan_tiny` on festvox-ru (the Debian package's 62
 prepared at 22.05 kHz), one run per seed, default health settings: every warning- or error-level event is a false
 alarm. Induced (`--induced-config`, hifigan_tiny or melgan_tiny, one seed): each failure switched on at `--onset`
 (after every check's grace period) by the test suite's fault wrappers (tests/support/faulty_tasks.py) and judged
-by the step at which its kind is first named, and by any warning raised before the onset:
+by the step at which its kind is first named, and by any warning raised before the onset. Each induced run resumes
+from the first healthy seed's checkpoint at the onset (bit-identical to training on; the faults act from the first
+step after it), so the healthy history is trained once (`--from-scratch` trains each from step 0):
 
     dc_cheat                 an output bias growing from 0 to 0.05 (≈ 0.5× the real std) over 300 steps
     frozen_discriminator     the discriminators' learning rate set to 0
@@ -66,6 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--onset", type=int, default=1500, help="step at which induced failures start (default 1500)")
     p.add_argument("--after", type=int, default=300, help="steps an induced run goes on after its onset")
     p.add_argument("--scenarios", default=",".join(INDUCED), help="induced scenarios (comma-separated)")
+    p.add_argument("--resume-from", type=Path, default=None, help="the healthy run whose checkpoint at --onset "
+                   "the induced runs start from (default: OUT/healthy_<induced config>_seed<first seed>)")
+    p.add_argument("--from-scratch", action="store_true", help="train each induced run from step 0 instead")
     p.add_argument("--induced-config", default="hifigan_tiny", choices=("hifigan_tiny", "melgan_tiny"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
@@ -102,16 +107,16 @@ def faults_for(kwargs: dict[str, Any], onset: int, task: str) -> Any:
 
 
 def train_once(config_name: str, corpus: Path, run: Path, steps: int, seed: int, threads: int,
-               faults: Any = None, extra: list[str] | None = None) -> dict[str, Any]:
-    """One run at default health settings; returns its events and timing."""
+               faults: Any = None, extra: list[str] | None = None, ckpt_every: int | None = None) -> dict[str, Any]:
+    """One run at default health settings (resumed if `run` holds a checkpoint); returns its events and timing."""
     import gankit.tasks as tasks
     from gankit.config import load_config
-    from gankit.engine.jsonl import read_jsonl
     from gankit.training import train
     from tests.support import faulty_tasks
 
     overrides = [f"data.dir={corpus}", f"train.max_steps={steps}", f"seed={seed}", f"train.num_threads={threads}",
-                 f"train.ckpt_every={steps}", "train.val_every=1000", "validation.best_measures=[]", "device=cpu",
+                 f"train.ckpt_every={ckpt_every or steps}", f"train.keep_last={steps // (ckpt_every or steps) + 1}",
+                 "train.val_every=1000", "validation.best_measures=[]", "device=cpu",
                  *(extra or [])]
     _, config = load_config(config_name, overrides)
     task = str(config["task"])
@@ -126,8 +131,31 @@ def train_once(config_name: str, corpus: Path, run: Path, steps: int, seed: int,
         if saved is not None:
             tasks.TASKS[task] = saved
         faulty_tasks.remove_hooks()
-    events = list(read_jsonl(run / "events.jsonl"))
+    events = read_events(run)
     return {"code": code, "seconds": time.monotonic() - started, "events": events}
+
+
+def resume_point(source: Path, step: int, run: Path) -> bool:
+    """Start `run` from `source`'s checkpoint at `step` (state, generator file, config): resuming is bit-identical
+    to having trained on, so every induced run shares one healthy history up to its onset. False if absent."""
+    import shutil
+
+    state = source / "checkpoints" / f"state_{step:08d}.pt"
+    if not state.is_file():
+        return False
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    for name in (state.name, f"generator_{step:08d}.pt"):
+        if (source / "checkpoints" / name).is_file():
+            shutil.copy2(source / "checkpoints" / name, run / "checkpoints" / name)
+    shutil.copy2(source / "config.yaml", run / "config.yaml")
+    return True
+
+
+def read_events(run: Path) -> list[dict[str, Any]]:
+    from gankit.engine.jsonl import read_jsonl
+
+    path = run / "events.jsonl"
+    return list(read_jsonl(path)) if path.is_file() else []
 
 
 def serious(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -148,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.configs.split(","):
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 run = out / f"healthy_{name}_seed{seed}"
-                r = train_once(name, corpus, run, args.steps, seed, args.threads, extra=args.override)
+                # A checkpoint at the onset too: the induced runs resume from the first seed's.
+                every = args.onset if 0 < args.onset < args.steps and args.steps % args.onset == 0 else None
+                r = train_once(name, corpus, run, args.steps, seed, args.threads, extra=args.override,
+                               ckpt_every=every)
                 alarms = [(e["step"], e["kind"]) for e in serious(r["events"])]
                 results["healthy"].append({"config": name, "seed": seed, "steps": args.steps, "alarms": alarms,
                                            "seconds": round(r["seconds"])})
@@ -161,11 +192,18 @@ def main(argv: list[str] | None = None) -> int:
             onset = 0 if scenario == "unused_parameter" else args.onset
             run = out / f"induced_{args.induced_config}_{scenario}"
             task = args.induced_config.removesuffix("_tiny")
-            r = train_once(args.induced_config, corpus, run, onset + args.after if onset else args.after, 1,
-                           args.threads, faults_for(kwargs, onset, task), extra=args.override)
-            named = [e["step"] for e in r["events"] if e["kind"] == kind]
-            before = [(e["step"], e["kind"]) for e in serious(r["events"]) if e["step"] < onset]
+            faults = faults_for(kwargs, onset, task)
+            source = args.resume_from or out / f"healthy_{args.induced_config}_seed{args.first_seed}"
+            resumed = onset > 0 and not args.from_scratch and not run.exists() and resume_point(source, onset, run)
+            faults.from_run_step = resumed
+            seed = args.first_seed if resumed else 1
+            r = train_once(args.induced_config, corpus, run, onset + args.after if onset else args.after, seed,
+                           args.threads, faults, extra=args.override)
+            named = [e["step"] for e in r["events"] if e["kind"] == kind and e["step"] >= onset]
+            history = list(read_events(source)) if resumed else r["events"]
+            before = [(e["step"], e["kind"]) for e in serious(history) if e["step"] < onset]
             row = {"config": args.induced_config, "scenario": scenario, "kind": kind, "onset": onset,
+                   "resumed_from": str(source) if resumed else None,
                    "named_at": named[0] if named else None,
                    "false_alarms_before_onset": before, "seconds": round(r["seconds"])}
             results["induced"].append(row)

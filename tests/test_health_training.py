@@ -354,3 +354,29 @@ def test_a_frozen_discriminator_is_named_collapse(tiny_corpus: Path, tmp_path: P
     event = first(events(run), "discriminator_collapse")
     assert event["step"] <= 250 + 40, f"expected collapse named within grace + window = 290 steps: {event['step']}"
     assert "gradients_vanished" in event["values"]["evidence"], event["values"]
+
+
+# --- the onsets benchmark's resumed runs ---------------------------------------------------------
+def test_a_resumed_faulty_run_meets_its_faults_at_the_runs_steps(
+    tiny_corpus: Path, tmp_path: Path, faults: Any
+) -> None:
+    """benchmarks/health_onsets.py starts each induced failure from one checkpoint at the onset: with
+    `from_run_step` the resumed process applies the output bias, the loss spike and D's learning-rate factor at
+    the run's steps, so its weights equal those of a run that trained through (without it, the process's own
+    count restarts at 0 and the faults land later or never)."""
+    from benchmarks.health_onsets import resume_point
+    from tests.support.training import assert_identical, generator_weights
+
+    def make() -> Faults:
+        # From step 4 on, after the checkpoint at 3 (as the benchmark's healthy checkpoint precedes its faults).
+        return Faults(onset=4, g_offset=0.2, g_offset_ramp=2, d_lr_factor=3.0, loss_scale_at={5: 4.0},
+                      from_run_step=True)
+
+    through, resumed = tmp_path / "through", tmp_path / "resumed"
+    faults(make())
+    assert train_tiny(tiny_corpus, through, "train.max_steps=6", "train.ckpt_every=3", "train.keep_last=3") == 0
+    faulty_tasks.remove_hooks()
+    assert resume_point(through, 3, resumed) and not resume_point(through, 4, tmp_path / "absent")
+    faults(make())
+    assert train_tiny(tiny_corpus, resumed, "train.max_steps=6", "train.ckpt_every=3", "train.keep_last=3") == 0
+    assert_identical(generator_weights(through), generator_weights(resumed), "generator")

@@ -50,6 +50,9 @@ class Faults:
     # Rank-local faults for DDP tests (tests/support/ddp_worker.py sets them on one rank only):
     nan_logged_at: set[int] = field(default_factory=set)  # steps whose *logged* g/total is NaN (gradients finite)
     sigterm_at: set[int] = field(default_factory=set)  # steps during which this process sends itself SIGTERM
+    # Steps above count this process's generator-loss calls; with `from_run_step` they count the run's steps
+    # instead, so a run resumed from a checkpoint (benchmarks/health_onsets.py) meets its faults at the same step.
+    from_run_step: bool = False
 
 
 FAULTS = Faults()
@@ -143,12 +146,19 @@ class FaultyTask:
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
+    def prepare(self, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> None:
+        if self.faults.from_run_step and not ctx.probe:
+            self.g_calls = ctx.step  # the output hooks read it during this step's generator pass
+        self.inner.prepare(nets, batch, ctx)
+
     def loss(self, group: str, nets: Mapping[str, nn.Module], batch: Mapping[str, Any], ctx: StepContext) -> LossTerms:
         terms = self.inner.loss(group, nets, batch, ctx)
         if group != "g" or ctx.probe:
             return terms
         if getattr(nets["generator"], "module", nets["generator"]) is not self.generator:  # not the live generator
             return terms  # (under DDP the live generator is the wrapper around self.generator)
+        if self.faults.from_run_step:
+            self.g_calls = ctx.step
         self.g_calls += 1
         step = self.g_calls
         if step in self.faults.sigterm_at:
