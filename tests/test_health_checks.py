@@ -257,6 +257,38 @@ def test_collapse_near_equilibrium_with_one_signal_is_quiet() -> None:
     assert run([check], with_readout(healthy_stream(100), real=0.6, fake=0.4, loss=0.49, d_grad=None)) == []
 
 
+def test_collapse_needs_most_sub_discriminators_half_at_no_information_is_quiet() -> None:
+    # Measured on a hifigan_tiny run (benchmarks/discriminator_probe.py): with 3-5 of 8 sub-discriminators at the
+    # no-information loss, all 8 still ranked held-out real audio above generated. Half asleep with live gradients
+    # is quiet; six of eight (the share min_fraction 0.75 asks) is named, and names exactly those six.
+    def split(asleep: int) -> Iterator[StepRecord]:
+        for r in healthy_stream(80):
+            yield replace(r, d_real_scores=[0.5] * asleep + [0.7] * (N_SUB - asleep),
+                          d_fake_scores=[0.5] * asleep + [0.3] * (N_SUB - asleep),
+                          d_losses=[0.5] * asleep + [0.18] * (N_SUB - asleep))
+
+    assert run([collapse_check(grace=0, window=20)], split(4)) == []
+    found = run([collapse_check(grace=0, window=20)], split(6))
+    assert first(found, "discriminator_collapse") == 20
+    assert found[0][1].values["sub_discriminators"] == [f"mpd.{i}" for i in range(5)] + ["msd.0"]
+
+
+def test_collapse_names_a_discriminator_stepping_with_learning_rate_zero_while_it_still_separates() -> None:
+    # A trained D whose rate drops to 0 keeps separating real from generated for a while (its weights stay), so
+    # losses and scores cannot name it until the generator has learnt to fool it; the rate names it after one
+    # window. A small positive rate (a decayed schedule) is quiet.
+    def with_lr(lr: float) -> Iterator[StepRecord]:
+        for r in healthy_stream(400):
+            yield replace(r, lr={"g": 2e-4, "d": lr if r.step > 300 else 2e-4})
+
+    found = run([collapse_check(grace=50, window=40)], with_lr(0.0))
+    assert first(found, "discriminator_collapse") == 340
+    values = found[0][1].values
+    assert values["evidence"] == ["learning_rate_zero"] and len(values["sub_discriminators"]) == N_SUB
+    assert "learning rate 0" in found[0][1].message and "optim.d.lr" in found[0][1].message
+    assert run([collapse_check(grace=50, window=40)], with_lr(1e-7)) == []
+
+
 # --- discriminator_overpowering ------------------------------------------------------------------
 def overpowered(records: Iterator[StepRecord], onset: int) -> Iterator[StepRecord]:
     """From `onset`, D's loss → ~0 per sub while G's adversarial loss climbs (a D with lr × 100)."""

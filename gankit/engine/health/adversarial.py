@@ -37,7 +37,8 @@ def _rate_key(kind: str, critic: str) -> str:
 
 class DiscriminatorCollapseCheck(Check):
     """D stopped discriminating: at least two of (loss at the no-information value, real and fake scores
-    converged, gradients vanished) over a window, after a grace period of D-optimised steps.
+    converged, gradients vanished) over a window, after a grace period of D-optimised steps — or D stepped with
+    learning rate 0 for a whole window (it stopped learning; a trained D frozen so goes on separating for a while).
 
     A D with learning rate 0 (or frozen) scores real and fake alike and its loss stays at or above the
     no-information value; a D that fell asleep outputs the no-information constant, so its gradients
@@ -68,6 +69,7 @@ class DiscriminatorCollapseCheck(Check):
         self._losses: list[Window] = []
         self._gaps: list[Window] = []
         self._grad = Window(settings.window)
+        self._lr = Window(settings.window)
 
     def observe(self, record: StepRecord) -> list[Finding]:
         if not _d_record_usable(record, self.critic):
@@ -85,8 +87,11 @@ class DiscriminatorCollapseCheck(Check):
             self._losses[i].push(record.d_losses[i])
             self._gaps[i].push(record.d_real_scores[i] - record.d_fake_scores[i])
         self._grad.push(grad)
+        self._lr.push(record.lr.get(self.critic, math.nan))
         if not self._losses[0].full:
             return []
+        if self._lr.full and max(self._lr.values()) == 0.0:
+            return [self._not_learning(len(record.d_losses))]
         loss_med = [w.median() for w in self._losses]
         gap_med = [w.median() for w in self._gaps]
         grad_med = self._grad.median() if len(self._grad) else math.nan
@@ -146,6 +151,27 @@ class DiscriminatorCollapseCheck(Check):
     def _who(self) -> str:
         return "the discriminator" if self.critic == "d" else f"the discriminator of group '{self.critic}'"
 
+    def _not_learning(self, n: int) -> Finding:
+        """A critic stepped with learning rate 0 for a whole window: it may still separate real from generated
+        for a while (a trained D keeps its weights), but it no longer learns, so the generator is free to fool it
+        and the scores alone would name that only once it has happened."""
+        lr = f"optim.{self.critic}.lr"
+        message = (
+            f"{self._who()} has stepped with learning rate 0 for the last {self.s.window} steps: it no longer "
+            "learns, so the generator will learn to fool it and then gets no useful adversarial signal. Try: check "
+            f"{lr} and its scheduler (a decay or warm-up that reaches 0), and any code that changes the optimizer's "
+            "learning rate."
+        )
+        values: dict[str, Any] = {
+            "sub_discriminators": label_subs(self.names, list(range(n)), n),
+            "evidence": ["learning_rate_zero"],
+            "learning_rate": 0.0,
+            "window": self.s.window,
+            "critic": self.critic,
+        }
+        return Finding("discriminator_collapse", "warning", message, values,
+                       rate_key=_rate_key("discriminator_collapse", self.critic))
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "d_steps": self.d_steps,
@@ -153,6 +179,7 @@ class DiscriminatorCollapseCheck(Check):
             "losses": [w.values() for w in self._losses],
             "gaps": [w.values() for w in self._gaps],
             "grad": self._grad.values(),
+            "lr": self._lr.values(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -162,6 +189,7 @@ class DiscriminatorCollapseCheck(Check):
         self._losses = [Window(self.s.window, v) for v in state.get("losses", [])]
         self._gaps = [Window(self.s.window, v) for v in state.get("gaps", [])]
         self._grad = Window(self.s.window, state.get("grad", []))
+        self._lr = Window(self.s.window, state.get("lr", []))
 
 
 class DiscriminatorOverpoweringCheck(Check):

@@ -35,7 +35,10 @@ class CollapseSettings(CheckSettings):
     loss_tolerance: float = 0.05  # a sub-D's median loss ≥ (1 − this) × the no-information loss
     gap_tolerance: float = 0.05  # median (real score − fake score) ≤ this × the objective's score scale
     grad_ratio: float = 0.01  # D's median gradient norm ≤ this × its median in the first armed window
-    min_fraction: float = 0.5  # the share of sub-discriminators that must show it
+    # The share of sub-discriminators that must show it. Measured (benchmarks/discriminator_probe.py on a
+    # hifigan_tiny run): with 3-5 of its 8 sub-discriminators at the no-information loss, every one still ranked
+    # held-out real audio above generated (AUC 0.64-0.99); a frozen or asleep D shows it on (nearly) all of them.
+    min_fraction: float = 0.75
 
 
 @dataclass
