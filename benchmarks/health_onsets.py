@@ -9,7 +9,7 @@ by the step at which its kind is first named, and by any warning raised before t
 from the first healthy seed's checkpoint at the onset (bit-identical to training on; the faults act from the first
 step after it), so the healthy history is trained once (`--from-scratch` trains each from step 0):
 
-    dc_cheat                 an output bias growing from 0 to 0.05 (≈ 0.5× the real std) over 300 steps
+    dc_cheat                 the output's DC pinned to grow from 0 to 0.1 (≈ 0.4× the real std) over 300 steps
     frozen_discriminator     the discriminators' learning rate set to 0
     overpowering             the discriminators' learning rate × 100
     dead_layer               the generator's first upsampling layer's output multiplied by 0 (ups.0 / model.3)
@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 FESTVOX_RU = Path("/usr/share/festival/voices/russian/msu_ru_nsh_clunits")
 # Induced failure → (the event kind that names it, Faults keyword arguments, config overrides).
 INDUCED: dict[str, tuple[str, dict[str, Any]]] = {
-    "dc_cheat": ("dc_offset", {"g_offset": 0.05, "g_offset_ramp": 300}),
+    "dc_cheat": ("dc_offset", {"g_offset": 0.1, "g_offset_ramp": 300, "g_offset_pinned": True}),
     "frozen_discriminator": ("discriminator_collapse", {"d_lr_factor": 0.0}),
     "overpowering": ("discriminator_overpowering", {"d_lr_factor": 100.0}),
     "dead_layer": ("dead_layers", {"zero_output_of": "first upsampling"}),

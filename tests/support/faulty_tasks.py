@@ -33,6 +33,9 @@ TASK_ENTRIES = {"hifigan": TASK_ENTRY, "melgan": ("tests.support.faulty_tasks", 
 @dataclass
 class Faults:
     g_offset: float | None = None  # added to every generator output: a constant DC offset it cannot train away
+    # … with the generator's own DC removed first, so its output's DC is exactly the offset (a ramped offset
+    # alone is trained away as it grows: measured, the output DC stayed at 0.001 while the offset rose to 0.05)
+    g_offset_pinned: bool = False
     # From training step `onset` on (0: from the start) the output faults act: g_offset (grown linearly over
     # `g_offset_ramp` steps: the DC cheat beginning), zero_output_of, and d_lr_factor (D's learning rate ×
     # this: 0 freezes the discriminators' weights, 100 makes them overpower the generator).
@@ -79,6 +82,8 @@ def _add(task: FaultyTask, offset: float) -> Any:
         done = task.g_calls + 1 - f.onset  # steps since the onset, this one included (g_calls counts losses)
         if done <= 0:
             return output
+        if f.g_offset_pinned:
+            output = output - output.mean(dim=-1, keepdim=True)
         return output + offset * (min(1.0, done / f.g_offset_ramp) if f.g_offset_ramp else 1.0)
 
     return hook

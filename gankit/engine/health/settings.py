@@ -60,6 +60,12 @@ class DcOffsetSettings(CheckSettings):
     window: int = 200
     repeat_every: int = 2000
     persist: int = 100  # consecutive steps the drift must hold before it is reported
+    # … or this many for the DC onset: its own medians (a 200-step level, 100-step quarters of a 400-step trend)
+    # already smooth a batch's noise, healthy runs stay near 0.01× the real std (the onset starts at 0.08×), and a
+    # DC cheat pinned to grow from 0 to 0.4× the real std over 300 steps is to be named within 200 steps of its
+    # start (benchmarks/health_onsets.py). Not for level or flatness: a young generator wanders near their onset
+    # limits (replayed on healthy hifigan_tiny runs, 25 steps named a level drift at step 1,025 and 1,210).
+    onset_dc_persist: int = 25
     dc_level: float | None = 1.0  # |mean fake − mean real| / std real this large after the grace: wrong as a level
     dc_margin: float = 0.5  # … or this much larger than the best the generator reached
     std_factor: float = 2.0  # fake/real std ratio moved this factor further from 1 than its best
@@ -239,7 +245,8 @@ def _validate_section(name: str, s: Any) -> None:
             f"health.{name}.action: {s.action!r} is not possible for this check; choose one of "
             f"{', '.join(repr(a) for a in allowed)}."
         )
-    minimum = {"window": 2, "repeat_every": 1, "persist": 1, "steps": 1, "probe_items": 1, "stop_after": 1}
+    minimum = {"window": 2, "repeat_every": 1, "persist": 1, "onset_dc_persist": 1, "steps": 1, "probe_items": 1,
+               "stop_after": 1}
     for key, low in minimum.items():
         value = getattr(s, key, None)
         if value is not None and value < low:
