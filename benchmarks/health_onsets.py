@@ -44,6 +44,8 @@ INDUCED: dict[str, tuple[str, dict[str, Any]]] = {
     "dc_cheat": ("dc_offset", {"g_offset": 0.1, "g_offset_ramp": 300, "g_offset_pinned": True}),
     "frozen_discriminator": ("discriminator_collapse", {"d_lr_factor": 0.0}),
     "overpowering": ("discriminator_overpowering", {"d_lr_factor": 100.0}),
+    "overpowering_x10": ("discriminator_overpowering", {"d_lr_factor": 10.0}),
+    "overpowering_stalled_g": ("discriminator_overpowering", {"d_lr_factor": 10.0, "g_lr_from": "onset:0"}),
     "dead_layer": ("dead_layers", {"zero_output_of": "first upsampling"}),
     "unused_parameter": ("unused_parameters", {"unused_module": "never_called"}),
     "loss_spike": ("loss_spike", {"loss_scale_at": "onset:100"}),
@@ -98,10 +100,12 @@ def faults_for(kwargs: dict[str, Any], onset: int, task: str) -> Any:
     for key, value in kwargs.items():
         if value == "first upsampling":
             value = FIRST_UPSAMPLING[task]
-        elif value == "onset":
-            value = {onset}
+        elif value == "onset":  # the first step after the onset (a resumed run's first step is onset + 1)
+            value = {onset + 1}
         elif isinstance(value, str) and value.startswith("onset:"):
-            value = {onset: float(value.split(":", 1)[1])}
+            value = {onset + 1: float(value.split(":", 1)[1])}
+            if key == "g_lr_from":  # (from step, learning rate)
+                value = next(iter(value.items()))
         resolved[key] = value
     return Faults(onset=onset, **resolved)
 
