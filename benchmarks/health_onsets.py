@@ -11,7 +11,7 @@ step after it), so the healthy history is trained once (`--from-scratch` trains 
 
     dc_cheat                 the output's DC pinned to grow from 0 to 0.1 (≈ 0.4× the real std) over 300 steps
     frozen_discriminator     the discriminators' learning rate set to 0
-    overpowering             the discriminators' learning rate × 100
+    overpowering             the discriminators' learning rate × 100 (_x10: × 10; _stalled_g: × 10, G's lr 0)
     dead_layer               the generator's first upsampling layer's output multiplied by 0 (ups.0 / model.3)
     unused_parameter         a generator module that is never called (named before training: onset 0)
     loss_spike               the generator's loss × 100 for one step
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             r = train_once(args.induced_config, corpus, run, onset + args.after if onset else args.after, seed,
                            args.threads, faults, extra=args.override)
             named = [e["step"] for e in r["events"] if e["kind"] == kind and e["step"] >= onset]
-            history = list(read_events(source)) if resumed else r["events"]
+            history = read_events(source) if resumed else r["events"]
             before = [(e["step"], e["kind"]) for e in serious(history) if e["step"] < onset]
             row = {"config": args.induced_config, "scenario": scenario, "kind": kind, "onset": onset,
                    "resumed_from": str(source) if resumed else None,

@@ -258,7 +258,7 @@ def test_collapse_near_equilibrium_with_one_signal_is_quiet() -> None:
 
 
 def test_collapse_needs_most_sub_discriminators_half_at_no_information_is_quiet() -> None:
-    # Measured on a hifigan_tiny run (benchmarks/discriminator_probe.py): with 3-5 of 8 sub-discriminators at the
+    # Measured on a hifigan_tiny run (benchmarks/discriminator_probe.py): with up to 3 of 8 sub-discriminators at the
     # no-information loss, all 8 still ranked held-out real audio above generated. Half asleep with live gradients
     # is quiet; six of eight (the share min_fraction 0.75 asks) is named, and names exactly those six.
     def split(asleep: int) -> Iterator[StepRecord]:

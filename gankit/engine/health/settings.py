@@ -36,8 +36,9 @@ class CollapseSettings(CheckSettings):
     gap_tolerance: float = 0.05  # median (real score − fake score) ≤ this × the objective's score scale
     grad_ratio: float = 0.01  # D's median gradient norm ≤ this × its median in the first armed window
     # The share of sub-discriminators that must show it. Measured (benchmarks/discriminator_probe.py on a
-    # hifigan_tiny run): with 3-5 of its 8 sub-discriminators at the no-information loss, every one still ranked
-    # held-out real audio above generated (AUC 0.64-0.99); a frozen or asleep D shows it on (nearly) all of them.
+    # hifigan_tiny run): from step 2,000 on, with up to 3 of its 8 sub-discriminators at the no-information loss
+    # on held-out audio, every one still ranked real above generated (AUC 0.64-1.00); a frozen or asleep D shows
+    # it on (nearly) all of them.
     min_fraction: float = 0.75
 
 
